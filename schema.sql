@@ -1,0 +1,40 @@
+-- eventhubs-checkpointstore-sqlite: the only DDL of the store.
+--
+-- Each step starts with a line `-- version N` and upgrades a database from version N-1 to N.
+-- A new database runs every step; an older one runs the steps it lacks. All steps run in one
+-- transaction that also sets `PRAGMA user_version` to the last N, so an upgrade is atomic.
+-- Never edit a step that has shipped: add a new one.
+--
+-- Keys: namespace, event_hub and consumer_group are stored folded to ASCII lowercase (they
+-- match case-insensitively); partition_id is verbatim. Times are Unix time in nanoseconds, UTC,
+-- stamped by the store when it writes.
+
+-- version 1
+CREATE TABLE ownership (
+    namespace       TEXT    NOT NULL CHECK (length(namespace) > 0),
+    event_hub       TEXT    NOT NULL CHECK (length(event_hub) > 0),
+    consumer_group  TEXT    NOT NULL CHECK (length(consumer_group) > 0),
+    partition_id    TEXT    NOT NULL CHECK (length(partition_id) > 0),
+    -- NULL when released (never the empty string).
+    owner_id        TEXT    CHECK (owner_id IS NULL OR length(owner_id) > 0),
+    -- Rotated (a new UUID v4) by every successful claim.
+    etag            TEXT    NOT NULL,
+    last_modified   INTEGER NOT NULL,
+    -- Ownership generation: +1 whenever a different owner takes the partition (the legacy
+    -- EventProcessorHost epoch). Never decreases.
+    epoch           INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (namespace, event_hub, consumer_group, partition_id)
+) WITHOUT ROWID;
+
+CREATE TABLE checkpoint (
+    namespace       TEXT    NOT NULL CHECK (length(namespace) > 0),
+    event_hub       TEXT    NOT NULL CHECK (length(event_hub) > 0),
+    consumer_group  TEXT    NOT NULL CHECK (length(consumer_group) > 0),
+    partition_id    TEXT    NOT NULL CHECK (length(partition_id) > 0),
+    -- The opaque offset string, verbatim.
+    event_offset    TEXT,
+    sequence_number INTEGER,
+    -- A row with neither position is a legacy StartOfStream placeholder: the legacy API reads
+    -- it as offset "-1", sequence number 0; the modern API does not list it.
+    PRIMARY KEY (namespace, event_hub, consumer_group, partition_id)
+) WITHOUT ROWID;

@@ -1,0 +1,207 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// The result type of every fallible operation in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, named for what the caller can do about it.
+///
+/// Messages are lowercase without a trailing period; the underlying cause, where there is one,
+/// is kept as the [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument was rejected before anything was written: fix the named field.
+    #[error("invalid argument `{field}`: {reason}")]
+    InvalidArgument {
+        /// The offending field, for example `partition_id`.
+        field: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A fenced write found that the ownership (or legacy lease) it relied on is no longer the
+    /// current one; nothing was written. Re-read ownership before trying again.
+    #[error("ownership of partition `{partition_id}` was lost: {reason}")]
+    OwnershipLost {
+        /// The partition whose ownership is gone.
+        partition_id: String,
+        /// What the store found instead.
+        reason: String,
+    },
+
+    /// The database stayed locked by another connection or process for longer than the busy
+    /// timeout, or no pooled connection became free in time. Nothing was written; retrying later
+    /// is safe.
+    #[error("database is busy: gave up after the busy timeout")]
+    Busy {
+        /// The underlying SQLite or pool error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The file is not a SQLite database, is corrupt, or is a SQLite database that is not a
+    /// checkpoint store. It was left untouched.
+    #[error(
+        "{} is not a checkpoint store database: {reason}",
+        path_or_memory(path)
+    )]
+    NotADatabase {
+        /// The file that was refused.
+        path: Option<PathBuf>,
+        /// What is wrong with it.
+        reason: String,
+        /// The underlying SQLite error, if any.
+        #[source]
+        source: Option<rusqlite::Error>,
+    },
+
+    /// The file was written by a newer version of this crate. It was left untouched; upgrade
+    /// the crate to open it.
+    #[error(
+        "{} has schema version {found}, newer than the supported {supported}",
+        path_or_memory(path)
+    )]
+    SchemaTooNew {
+        /// The file that was refused.
+        path: Option<PathBuf>,
+        /// The schema version found in the file.
+        found: i64,
+        /// The newest schema version this build understands.
+        supported: i64,
+    },
+
+    /// The database (or its directory) is read-only, so a write was refused. Nothing was
+    /// written.
+    #[error("{} is read-only", path_or_memory(path))]
+    ReadOnly {
+        /// The database file.
+        path: Option<PathBuf>,
+        /// The underlying SQLite error, if a write was refused (rather than the open).
+        #[source]
+        source: Option<rusqlite::Error>,
+    },
+
+    /// The disk (or the file size limit) is full. The write was rolled back; earlier data is
+    /// intact, and writes succeed again once there is space.
+    #[error("no space left for {}", path_or_memory(path))]
+    DiskFull {
+        /// The database file.
+        path: Option<PathBuf>,
+        /// The underlying SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The file could not be opened or created.
+    #[error("cannot open {}", path_or_memory(path))]
+    Io {
+        /// The path that could not be opened.
+        path: Option<PathBuf>,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// Anything else: a SQLite error this crate does not expect, or a panic in a blocking task.
+    /// This is a bug or an environment problem; the message and source say which.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What happened.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+fn path_or_memory(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!("`{}`", p.display()),
+        None => "the in-memory database".to_owned(),
+    }
+}
+
+impl Error {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Error::Internal {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the database path to the variants that name one and were built without it.
+    pub(crate) fn at(mut self, file: Option<&std::path::Path>) -> Self {
+        if let Error::NotADatabase { path, .. }
+        | Error::SchemaTooNew { path, .. }
+        | Error::ReadOnly { path, .. }
+        | Error::DiskFull { path, .. }
+        | Error::Io { path, .. } = &mut self
+        {
+            if path.is_none() {
+                *path = file.map(ToOwned::to_owned);
+            }
+        }
+        self
+    }
+
+    /// True for the errors that mean "try again later": busy and locked.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy { .. })
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    /// Sorts SQLite's result codes into the variants a caller can act on.
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        let code = match &err {
+            rusqlite::Error::SqliteFailure(e, _) => Some(e.code),
+            _ => None,
+        };
+        match code {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => Error::Busy {
+                source: Box::new(err),
+            },
+            Some(C::NotADatabase | C::DatabaseCorrupt) => Error::NotADatabase {
+                path: None,
+                reason: "sqlite reports it is not a database or is corrupt".to_owned(),
+                source: Some(err),
+            },
+            Some(C::ReadOnly) => Error::ReadOnly {
+                path: None,
+                source: Some(err),
+            },
+            Some(C::DiskFull | C::TooBig) => Error::DiskFull {
+                path: None,
+                source: err,
+            },
+            Some(C::CannotOpen | C::PermissionDenied | C::SystemIoFailure) => Error::Io {
+                path: None,
+                source: Box::new(err),
+            },
+            _ => Error::Internal {
+                message: "unexpected sqlite error".to_owned(),
+                source: Some(Box::new(err)),
+            },
+        }
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    /// r2d2 reports both "no connection became free in time" and "a new connection failed to
+    /// open" this way; the first is the common case once the store is open.
+    fn from(err: r2d2::Error) -> Self {
+        Error::Busy {
+            source: Box::new(err),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! How a store is opened: durability, waiting, pool size and the clock.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+/// When a successful write is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: every `Ok` from a write is on disk (fsynced) before it is returned,
+    /// so it survives power loss as far as SQLite guarantees. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL` in WAL mode: every `Ok` survives a crash of the process, but the
+    /// last writes may be lost on power loss or an OS crash. Much faster on slow disks.
+    Normal,
+}
+
+impl Durability {
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
+}
+
+/// The store's source of "now", used for `last_modified_time` and (legacy) lease expiry.
+///
+/// The store stamps the time itself at each write, so processes on one host share one clock.
+/// Tests inject their own to move time without sleeping.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current UTC time.
+    fn now_utc(&self) -> OffsetDateTime;
+}
+
+/// The system's wall clock in UTC. The default [`Clock`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_utc(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// Options for [`SqliteCheckpointStore::open_with`](crate::SqliteCheckpointStore::open_with).
+///
+/// ```
+/// use std::time::Duration;
+/// use eventhubs_checkpointstore_sqlite::{Durability, StoreOptions};
+///
+/// let options = StoreOptions::new()
+///     .with_durability(Durability::Normal)
+///     .with_busy_timeout(Duration::from_secs(2))
+///     .with_pool_size(4);
+/// assert_eq!(options.durability(), Durability::Normal);
+/// ```
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    durability: Durability,
+    busy_timeout: Duration,
+    pool_size: u32,
+    clock: Arc<dyn Clock>,
+    file_mode: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(5),
+            pool_size: 8,
+            clock: Arc::new(SystemClock),
+            file_mode: 0o600,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The defaults: [`Durability::Full`], a 5 s busy timeout, 8 pooled connections, the
+    /// [`SystemClock`] and file mode `0o600`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets when a write counts as done. Default: [`Durability::Full`].
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets how long an operation waits for a lock held by another connection or process, and
+    /// for a free pooled connection, before it fails with [`Error::Busy`](crate::Error::Busy).
+    /// Default: 5 seconds.
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets the most connections the pool keeps open (at least 1). Default: 8.
+    pub fn with_pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Sets the clock that stamps `last_modified_time`. Default: [`SystemClock`].
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets the Unix permission bits of a database file this store creates (its `-wal` and
+    /// `-shm` files inherit them). An existing file keeps its mode. Default: `0o600`, readable
+    /// and writable by the owner only.
+    pub fn with_file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = mode;
+        self
+    }
+
+    /// The durability set. Default: [`Durability::Full`].
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The busy timeout set. Default: 5 seconds.
+    pub fn busy_timeout(&self) -> Duration {
+        self.busy_timeout
+    }
+
+    /// The pool size set. Default: 8.
+    pub fn pool_size(&self) -> u32 {
+        self.pool_size
+    }
+
+    /// The clock set. Default: [`SystemClock`].
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The file mode for new files. Default: `0o600`.
+    pub fn file_mode(&self) -> u32 {
+        self.file_mode
+    }
+}

@@ -1,0 +1,322 @@
+//! The sync core: each operation is a plain function over a connection. The async shell in
+//! `store/mod.rs` calls these inside `spawn_blocking`; the blocking API calls them directly.
+//!
+//! Every write runs in one `BEGIN IMMEDIATE` transaction, and every argument is validated
+//! before that transaction starts.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+use crate::model::{self, Checkpoint, GroupKey, Ownership, PartitionKey, MAX_NAME_LEN};
+use crate::options::Clock;
+
+/// Unix nanoseconds, the stored form of a time. `i64` nanoseconds reach the year 2262.
+pub(crate) fn to_nanos(t: OffsetDateTime) -> Result<i64> {
+    i64::try_from(t.unix_timestamp_nanos())
+        .map_err(|_| Error::invalid("clock", format!("time {t} is outside 1677..2262")))
+}
+
+pub(crate) fn from_nanos(nanos: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .map_err(|e| Error::internal(format!("stored time {nanos} is out of range: {e}")))
+}
+
+/// A new etag: a random UUID v4, as the official in-memory stores make them.
+pub(crate) fn new_etag() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// One validated claim: its key, the owner to write (None releases) and the etag it presents.
+struct Claim<'a> {
+    request: &'a Ownership,
+    key: PartitionKey,
+    owner: Option<&'a str>,
+    etag: Option<&'a str>,
+}
+
+fn validate_claim(request: &Ownership) -> Result<Claim<'_>> {
+    let key = request.key()?;
+    let owner = model::owner(request.owner_id.as_deref())?;
+    let etag = match request.etag.as_deref() {
+        None | Some("") => None,
+        Some(e) => Some(model::bounded("etag", e, MAX_NAME_LEN)?),
+    };
+    Ok(Claim {
+        request,
+        key,
+        owner,
+        etag,
+    })
+}
+
+/// Create-only: succeeds only when the partition has no ownership row. A new owned row starts
+/// at epoch 1 (the first owner's generation), a new released row at 0.
+const INSERT_OWNERSHIP: &str = "\
+    INSERT INTO ownership \
+        (namespace, event_hub, consumer_group, partition_id, owner_id, etag, last_modified, epoch) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5 IS NOT NULL) \
+    ON CONFLICT DO NOTHING";
+
+/// Compare-and-swap on the etag. The epoch goes up when a different owner takes the partition.
+const UPDATE_OWNERSHIP: &str = "\
+    UPDATE ownership \
+    SET owner_id = ?5, etag = ?6, last_modified = ?7, \
+        epoch = epoch + (?5 IS NOT NULL AND owner_id IS NOT ?5) \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
+      AND etag = ?8";
+
+/// Claims (or releases) each requested ownership on its own, in one transaction, and returns
+/// the claims that won with their new etag and time. See DESIGN §3.1.
+pub(crate) fn claim_ownership(
+    conn: &mut Connection,
+    clock: &dyn Clock,
+    requests: &[Ownership],
+) -> Result<Vec<Ownership>> {
+    let claims = requests
+        .iter()
+        .map(validate_claim)
+        .collect::<Result<Vec<_>>>()?;
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read the clock under the write lock, so stamps follow the order of the writes.
+    let now = clock.now_utc();
+    let stamp = to_nanos(now)?;
+    let mut won = Vec::with_capacity(claims.len());
+    {
+        let mut insert = tx.prepare_cached(INSERT_OWNERSHIP)?;
+        let mut update = tx.prepare_cached(UPDATE_OWNERSHIP)?;
+        for claim in &claims {
+            let k = &claim.key;
+            let etag = new_etag();
+            let changed = match claim.etag {
+                None => insert.execute(params![
+                    k.namespace,
+                    k.event_hub,
+                    k.consumer_group,
+                    k.partition_id,
+                    claim.owner,
+                    etag,
+                    stamp
+                ])?,
+                Some(expected) => update.execute(params![
+                    k.namespace,
+                    k.event_hub,
+                    k.consumer_group,
+                    k.partition_id,
+                    claim.owner,
+                    etag,
+                    stamp,
+                    expected
+                ])?,
+            };
+            if changed == 1 {
+                won.push(Ownership {
+                    owner_id: claim.owner.map(ToOwned::to_owned),
+                    etag: Some(etag),
+                    last_modified_time: Some(now),
+                    ..claim.request.clone()
+                });
+            } else {
+                // Losing a race is normal under load balancing: leave it out, as the Blob
+                // stores do, and never fail the batch for it.
+                tracing::debug!(
+                    partition_id = %k.partition_id,
+                    presented_etag = ?claim.etag,
+                    "ownership claim lost"
+                );
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(won)
+}
+
+const LIST_OWNERSHIPS: &str = "\
+    SELECT partition_id, owner_id, etag, last_modified FROM ownership \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3";
+
+/// The ownerships of one (namespace, hub, group), spelled as the caller spelled the names, in
+/// partition order.
+pub(crate) fn list_ownerships(
+    conn: &Connection,
+    namespace: &str,
+    event_hub: &str,
+    consumer_group: &str,
+) -> Result<Vec<Ownership>> {
+    let g = GroupKey::new(namespace, event_hub, consumer_group)?;
+    let mut stmt = conn.prepare_cached(LIST_OWNERSHIPS)?;
+    let rows = stmt.query_map(params![g.namespace, g.event_hub, g.consumer_group], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (partition_id, owner_id, etag, modified) = row?;
+        out.push(Ownership {
+            fully_qualified_namespace: namespace.to_owned(),
+            event_hub_name: event_hub.to_owned(),
+            consumer_group: consumer_group.to_owned(),
+            partition_id,
+            owner_id,
+            etag: Some(etag),
+            last_modified_time: Some(from_nanos(modified)?),
+        });
+    }
+    out.sort_by(|a, b| model::partition_order(&a.partition_id, &b.partition_id));
+    Ok(out)
+}
+
+const LIST_CHECKPOINTS: &str = "\
+    SELECT partition_id, event_offset, sequence_number FROM checkpoint \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 \
+      AND (event_offset IS NOT NULL OR sequence_number IS NOT NULL)";
+
+/// The checkpoints of one (namespace, hub, group) in partition order. Legacy StartOfStream
+/// placeholders (rows with no position) are not positions and are left out.
+pub(crate) fn list_checkpoints(
+    conn: &Connection,
+    namespace: &str,
+    event_hub: &str,
+    consumer_group: &str,
+) -> Result<Vec<Checkpoint>> {
+    let g = GroupKey::new(namespace, event_hub, consumer_group)?;
+    let mut stmt = conn.prepare_cached(LIST_CHECKPOINTS)?;
+    let rows = stmt.query_map(params![g.namespace, g.event_hub, g.consumer_group], |r| {
+        Ok(Checkpoint {
+            fully_qualified_namespace: namespace.to_owned(),
+            event_hub_name: event_hub.to_owned(),
+            consumer_group: consumer_group.to_owned(),
+            partition_id: r.get(0)?,
+            offset: r.get(1)?,
+            sequence_number: r.get(2)?,
+        })
+    })?;
+    let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    out.sort_by(|a, b| model::partition_order(&a.partition_id, &b.partition_id));
+    Ok(out)
+}
+
+const UPSERT_CHECKPOINT: &str = "\
+    INSERT INTO checkpoint \
+        (namespace, event_hub, consumer_group, partition_id, event_offset, sequence_number) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+    ON CONFLICT (namespace, event_hub, consumer_group, partition_id) DO UPDATE \
+    SET event_offset = excluded.event_offset, sequence_number = excluded.sequence_number";
+
+/// Creates or replaces a partition's position inside an open transaction.
+pub(crate) fn write_checkpoint(
+    tx: &Transaction<'_>,
+    key: &PartitionKey,
+    offset: Option<&str>,
+    sequence_number: Option<i64>,
+) -> Result<()> {
+    tx.prepare_cached(UPSERT_CHECKPOINT)?.execute(params![
+        key.namespace,
+        key.event_hub,
+        key.consumer_group,
+        key.partition_id,
+        offset,
+        sequence_number
+    ])?;
+    Ok(())
+}
+
+/// Creates or replaces a partition's position with the given pair. Not fenced.
+pub(crate) fn update_checkpoint(conn: &mut Connection, checkpoint: &Checkpoint) -> Result<()> {
+    let key = checkpoint.validate()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    write_checkpoint(
+        &tx,
+        &key,
+        checkpoint.offset.as_deref(),
+        checkpoint.sequence_number,
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+const CURRENT_OWNER: &str = "\
+    SELECT owner_id, etag FROM ownership \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
+
+/// Checks, inside `tx`, that `owner` (owner id + etag) is still the stored ownership of `key`.
+pub(crate) fn check_owner(
+    tx: &Transaction<'_>,
+    key: &PartitionKey,
+    owner_id: &str,
+    etag: &str,
+) -> Result<()> {
+    let current: Option<(Option<String>, String)> = tx
+        .prepare_cached(CURRENT_OWNER)?
+        .query_row(
+            params![
+                key.namespace,
+                key.event_hub,
+                key.consumer_group,
+                key.partition_id
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let lost = |reason: String| Error::OwnershipLost {
+        partition_id: key.partition_id.clone(),
+        reason,
+    };
+    match current {
+        None => Err(lost("the partition has no ownership".to_owned())),
+        Some((stored_owner, _)) if stored_owner.as_deref() != Some(owner_id) => {
+            Err(lost(match stored_owner {
+                Some(o) => format!("it is now owned by `{o}`"),
+                None => "it was released".to_owned(),
+            }))
+        }
+        Some((_, stored_etag)) if stored_etag != etag => Err(lost(
+            "the etag changed: it was claimed again since".to_owned(),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Writes a checkpoint only while `ownership` (its owner id and etag) is the stored one,
+/// checked and written in one transaction.
+pub(crate) fn update_checkpoint_fenced(
+    conn: &mut Connection,
+    checkpoint: &Checkpoint,
+    ownership: &Ownership,
+) -> Result<()> {
+    let key = checkpoint.validate()?;
+    if ownership.key()? != key {
+        return Err(Error::invalid(
+            "ownership",
+            "names a different partition than the checkpoint",
+        ));
+    }
+    let owner_id = model::owner(ownership.owner_id.as_deref())?
+        .ok_or_else(|| Error::invalid("ownership.owner_id", "a fenced write needs an owner"))?;
+    let etag = match ownership.etag.as_deref() {
+        None | Some("") => {
+            return Err(Error::invalid(
+                "ownership.etag",
+                "a fenced write needs the etag of the ownership",
+            ))
+        }
+        Some(e) => e,
+    };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    check_owner(&tx, &key, owner_id, etag)?;
+    write_checkpoint(
+        &tx,
+        &key,
+        checkpoint.offset.as_deref(),
+        checkpoint.sequence_number,
+    )?;
+    tx.commit()?;
+    Ok(())
+}
