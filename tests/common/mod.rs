@@ -100,3 +100,127 @@ pub fn owners(store: &SqliteCheckpointStore) -> Vec<(String, Option<String>, Opt
 pub fn read_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")
 }
+
+/// One successful claim as its claimant saw it: the etag it replaced (None for a create) and
+/// the etag it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Win {
+    pub partition: String,
+    pub replaced: Option<String>,
+    pub etag: String,
+    pub owner: String,
+}
+
+impl Win {
+    /// `WIN partition replaced-or-"-" etag owner`: one line, for workers in other processes.
+    pub fn to_line(&self) -> String {
+        format!(
+            "WIN {} {} {} {}",
+            self.partition,
+            self.replaced.as_deref().unwrap_or("-"),
+            self.etag,
+            self.owner
+        )
+    }
+
+    /// Parses a line made by [`Win::to_line`]; the test harness may print its own text
+    /// before it on the same line.
+    pub fn parse(line: &str) -> Option<Win> {
+        let at = line.find("WIN ")?;
+        let mut f = line[at + 4..].split(' ');
+        let (partition, replaced, etag, owner) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        Some(Win {
+            partition: partition.into(),
+            replaced: (replaced != "-").then(|| replaced.into()),
+            etag: etag.into(),
+            owner: owner.into(),
+        })
+    }
+}
+
+/// Checks that every (partition, replaced etag) has exactly one winner, that each partition's
+/// wins form one unbroken chain from its creation, and that the chain ends at what the store
+/// holds now, with the owner its claimant believes it has.
+pub fn check_single_winner(wins: &[Win], store: &SqliteCheckpointStore) {
+    use std::collections::HashMap;
+    let mut next: HashMap<(&str, Option<&str>), &Win> = HashMap::new();
+    for w in wins {
+        if let Some(other) = next.insert((&w.partition, w.replaced.as_deref()), w) {
+            panic!("two winners replaced the same etag: {other:?} and {w:?}");
+        }
+    }
+    let stored = store
+        .blocking_list_ownerships(NS, HUB, GROUP)
+        .expect("list");
+    for o in &stored {
+        let mut link: Option<&str> = None;
+        let mut last: Option<&Win> = None;
+        let mut length = 0;
+        while let Some(w) = next.get(&(o.partition_id.as_str(), link)) {
+            length += 1;
+            last = Some(w);
+            link = Some(&w.etag);
+        }
+        let count = wins
+            .iter()
+            .filter(|w| w.partition == o.partition_id)
+            .count();
+        assert_eq!(
+            length, count,
+            "partition {}: wins do not form one chain",
+            o.partition_id
+        );
+        let last = last.expect("every stored partition was created by a recorded win");
+        assert_eq!(
+            o.etag.as_deref(),
+            Some(last.etag.as_str()),
+            "chain end != stored etag"
+        );
+        assert_eq!(
+            o.owner_id.as_deref(),
+            Some(last.owner.as_str()),
+            "owner disagrees"
+        );
+    }
+    let partitions: std::collections::HashSet<&str> =
+        wins.iter().map(|w| w.partition.as_str()).collect();
+    assert_eq!(
+        partitions.len(),
+        stored.len(),
+        "a won partition is missing from the store"
+    );
+}
+
+/// One contender's round: list, then claim every partition of `partitions` it does not hold,
+/// creating missing ones and stealing the rest with the etags it listed.
+pub fn steal_round(
+    store: &SqliteCheckpointStore,
+    me: &str,
+    partitions: &[String],
+) -> eventhubs_checkpointstore_sqlite::Result<Vec<Win>> {
+    let listed = store.blocking_list_ownerships(NS, HUB, GROUP)?;
+    let requests: Vec<Ownership> = partitions
+        .iter()
+        .filter_map(|p| match listed.iter().find(|o| &o.partition_id == p) {
+            Some(o) if o.owner_id.as_deref() == Some(me) => None,
+            Some(o) => Some(claim(p, Some(me), o.etag.as_deref())),
+            None => Some(claim(p, Some(me), None)),
+        })
+        .collect();
+    let won = store.blocking_claim_ownership(&requests)?;
+    Ok(won
+        .into_iter()
+        .map(|w| {
+            let request = requests
+                .iter()
+                .find(|r| r.partition_id == w.partition_id)
+                .expect("a win answers a request");
+            Win {
+                partition: w.partition_id,
+                replaced: request.etag.clone(),
+                etag: w.etag.unwrap_or_default(),
+                owner: me.to_owned(),
+            }
+        })
+        .collect())
+}
