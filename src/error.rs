@@ -1,15 +1,20 @@
 //! The crate's one error type.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The result type of every fallible operation in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The underlying cause of an [`Error`], shared so that one failure (say, of a group-committed
+/// batch) can be reported to every caller it affects.
+pub type Source = Arc<dyn std::error::Error + Send + Sync>;
 
 /// What went wrong, named for what the caller can do about it.
 ///
 /// Messages are lowercase without a trailing period; the underlying cause, where there is one,
 /// is kept as the [`source`](std::error::Error::source).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An argument was rejected before anything was written: fix the named field.
@@ -38,7 +43,7 @@ pub enum Error {
     Busy {
         /// The underlying SQLite or pool error.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: Source,
     },
 
     /// The file is not a SQLite database, is corrupt, or is a SQLite database that is not a
@@ -54,7 +59,7 @@ pub enum Error {
         reason: String,
         /// The underlying SQLite error, if any.
         #[source]
-        source: Option<rusqlite::Error>,
+        source: Option<Source>,
     },
 
     /// The file was written by a newer version of this crate. It was left untouched; upgrade
@@ -80,7 +85,7 @@ pub enum Error {
         path: Option<PathBuf>,
         /// The underlying SQLite error, if a write was refused (rather than the open).
         #[source]
-        source: Option<rusqlite::Error>,
+        source: Option<Source>,
     },
 
     /// The disk (or the file size limit) is full. The write was rolled back; earlier data is
@@ -91,7 +96,7 @@ pub enum Error {
         path: Option<PathBuf>,
         /// The underlying SQLite error.
         #[source]
-        source: rusqlite::Error,
+        source: Source,
     },
 
     /// The file could not be opened or created.
@@ -101,7 +106,7 @@ pub enum Error {
         path: Option<PathBuf>,
         /// The underlying error.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: Source,
     },
 
     /// Anything else: a SQLite error this crate does not expect, or a panic in a blocking task.
@@ -112,7 +117,7 @@ pub enum Error {
         message: String,
         /// The underlying error, if any.
         #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+        source: Option<Source>,
     },
 }
 
@@ -169,28 +174,28 @@ impl From<rusqlite::Error> for Error {
         };
         match code {
             Some(C::DatabaseBusy | C::DatabaseLocked) => Error::Busy {
-                source: Box::new(err),
+                source: Arc::new(err),
             },
             Some(C::NotADatabase | C::DatabaseCorrupt) => Error::NotADatabase {
                 path: None,
                 reason: "sqlite reports it is not a database or is corrupt".to_owned(),
-                source: Some(err),
+                source: Some(Arc::new(err)),
             },
             Some(C::ReadOnly) => Error::ReadOnly {
                 path: None,
-                source: Some(err),
+                source: Some(Arc::new(err)),
             },
             Some(C::DiskFull | C::TooBig) => Error::DiskFull {
                 path: None,
-                source: err,
+                source: Arc::new(err),
             },
             Some(C::CannotOpen | C::PermissionDenied | C::SystemIoFailure) => Error::Io {
                 path: None,
-                source: Box::new(err),
+                source: Arc::new(err),
             },
             _ => Error::Internal {
                 message: "unexpected sqlite error".to_owned(),
-                source: Some(Box::new(err)),
+                source: Some(Arc::new(err)),
             },
         }
     }
@@ -201,7 +206,7 @@ impl From<r2d2::Error> for Error {
     /// open" this way; the first is the common case once the store is open.
     fn from(err: r2d2::Error) -> Self {
         Error::Busy {
-            source: Box::new(err),
+            source: Arc::new(err),
         }
     }
 }

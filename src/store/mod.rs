@@ -1,6 +1,9 @@
 //! `SqliteCheckpointStore`: an r2d2 pool over one SQLite file, the sync core (`ops`) and the
 //! async shell around it.
 
+mod group_commit;
+
+pub use group_commit::CommitStats;
 pub(crate) mod ops;
 
 use std::fs::OpenOptions;
@@ -40,6 +43,7 @@ pub(crate) struct Inner {
     pool: Pool<SqliteConnectionManager>,
     path: Option<PathBuf>,
     options: StoreOptions,
+    group: group_commit::GroupCommit,
     /// An in-memory database lives as long as one connection to it: this one.
     _keeper: Option<Mutex<Connection>>,
 }
@@ -103,6 +107,7 @@ impl SqliteCheckpointStore {
                 pool,
                 path: None,
                 options,
+                group: Default::default(),
                 _keeper: Some(Mutex::new(keeper)),
             }),
         })
@@ -112,7 +117,9 @@ impl SqliteCheckpointStore {
         if path.is_dir() {
             return Err(Error::Io {
                 path: None,
-                source: "the path is a directory, not a database file".into(),
+                source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                    "the path is a directory, not a database file",
+                )),
             });
         }
         create_private(path, options.file_mode())?;
@@ -127,6 +134,7 @@ impl SqliteCheckpointStore {
                 pool,
                 path: Some(path.to_owned()),
                 options,
+                group: Default::default(),
                 _keeper: None,
             }),
         })
@@ -157,6 +165,12 @@ impl SqliteCheckpointStore {
     /// The options the store was opened with.
     pub fn options(&self) -> &StoreOptions {
         &self.inner.options
+    }
+
+    /// How many checkpoint writes this store (this value and its clones, in this process) has
+    /// committed, and in how many transactions: concurrent writes share one (group commit).
+    pub fn commit_stats(&self) -> CommitStats {
+        self.inner.group.stats()
     }
 
     /// The schema version of this build (`PRAGMA user_version` of the files it writes).
@@ -194,7 +208,7 @@ impl SqliteCheckpointStore {
                 } else {
                     "a store task was cancelled".to_owned()
                 },
-                source: Some(Box::new(e)),
+                source: Some(Arc::new(e)),
             }),
         }
     }
@@ -242,7 +256,7 @@ impl SqliteCheckpointStore {
     /// # Errors
     /// As [`CheckpointStore::update_checkpoint`].
     pub fn blocking_update_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
-        self.with_conn(|_, c| ops::update_checkpoint(c, checkpoint))
+        group_commit::submit_blocking(&self.inner, checkpoint_write(checkpoint, None)?)
     }
 
     /// Writes `checkpoint` only while `ownership` — its `owner_id` and `etag`, as returned by
@@ -294,9 +308,8 @@ impl SqliteCheckpointStore {
         checkpoint: Checkpoint,
         ownership: &Ownership,
     ) -> Result<()> {
-        let ownership = ownership.clone();
-        self.interact(move |_, c| ops::update_checkpoint_fenced(c, &checkpoint, &ownership))
-            .await
+        let write = checkpoint_write(&checkpoint, Some(ownership))?;
+        group_commit::submit(&self.inner, write).await
     }
 
     /// [`update_checkpoint_fenced`](Self::update_checkpoint_fenced) on the calling thread.
@@ -308,7 +321,7 @@ impl SqliteCheckpointStore {
         checkpoint: &Checkpoint,
         ownership: &Ownership,
     ) -> Result<()> {
-        self.with_conn(|_, c| ops::update_checkpoint_fenced(c, checkpoint, ownership))
+        group_commit::submit_blocking(&self.inner, checkpoint_write(checkpoint, Some(ownership))?)
     }
 }
 
@@ -340,7 +353,7 @@ fn create_private(path: &Path, mode: u32) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::Io {
             path: None,
-            source: Box::new(e),
+            source: Arc::new(e),
         }),
     }
 }
@@ -376,9 +389,23 @@ impl CheckpointStore for SqliteCheckpointStore {
     }
 
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> Result<()> {
-        self.interact(move |_, c| ops::update_checkpoint(c, &checkpoint))
-            .await
+        group_commit::submit(&self.inner, checkpoint_write(&checkpoint, None)?).await
     }
+}
+
+/// Validates a checkpoint (and the ownership fencing it) into a write for the group commit.
+fn checkpoint_write(
+    checkpoint: &Checkpoint,
+    fence: Option<&Ownership>,
+) -> Result<group_commit::Write> {
+    let key = checkpoint.validate()?;
+    let fence = fence.map(|o| ops::validate_fence(&key, o)).transpose()?;
+    Ok(group_commit::Write {
+        key,
+        offset: checkpoint.offset.clone(),
+        sequence_number: checkpoint.sequence_number,
+        fence,
+    })
 }
 
 fn owned(ns: &str, hub: &str, group: &str) -> (String, String, String) {

@@ -228,20 +228,6 @@ pub(crate) fn write_checkpoint(
     Ok(())
 }
 
-/// Creates or replaces a partition's position with the given pair. Not fenced.
-pub(crate) fn update_checkpoint(conn: &mut Connection, checkpoint: &Checkpoint) -> Result<()> {
-    let key = checkpoint.validate()?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    write_checkpoint(
-        &tx,
-        &key,
-        checkpoint.offset.as_deref(),
-        checkpoint.sequence_number,
-    )?;
-    tx.commit()?;
-    Ok(())
-}
-
 const CURRENT_OWNER: &str = "\
     SELECT owner_id, etag FROM ownership \
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
@@ -284,15 +270,13 @@ pub(crate) fn check_owner(
     }
 }
 
-/// Writes a checkpoint only while `ownership` (its owner id and etag) is the stored one,
-/// checked and written in one transaction.
-pub(crate) fn update_checkpoint_fenced(
-    conn: &mut Connection,
-    checkpoint: &Checkpoint,
+/// Checks that `ownership` can fence a write to `key`: the same partition, with an owner and
+/// an etag. Returns the (owner id, etag) to check inside the write's transaction.
+pub(crate) fn validate_fence(
+    key: &PartitionKey,
     ownership: &Ownership,
-) -> Result<()> {
-    let key = checkpoint.validate()?;
-    if ownership.key()? != key {
+) -> Result<(String, String)> {
+    if &ownership.key()? != key {
         return Err(Error::invalid(
             "ownership",
             "names a different partition than the checkpoint",
@@ -300,23 +284,11 @@ pub(crate) fn update_checkpoint_fenced(
     }
     let owner_id = model::owner(ownership.owner_id.as_deref())?
         .ok_or_else(|| Error::invalid("ownership.owner_id", "a fenced write needs an owner"))?;
-    let etag = match ownership.etag.as_deref() {
-        None | Some("") => {
-            return Err(Error::invalid(
-                "ownership.etag",
-                "a fenced write needs the etag of the ownership",
-            ))
-        }
-        Some(e) => e,
-    };
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    check_owner(&tx, &key, owner_id, etag)?;
-    write_checkpoint(
-        &tx,
-        &key,
-        checkpoint.offset.as_deref(),
-        checkpoint.sequence_number,
-    )?;
-    tx.commit()?;
-    Ok(())
+    match ownership.etag.as_deref() {
+        None | Some("") => Err(Error::invalid(
+            "ownership.etag",
+            "a fenced write needs the etag of the ownership",
+        )),
+        Some(etag) => Ok((owner_id.to_owned(), etag.to_owned())),
+    }
 }
