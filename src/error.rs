@@ -170,15 +170,34 @@ impl From<rusqlite::Error> for Error {
         use rusqlite::ErrorCode as C;
         let code = match &err {
             rusqlite::Error::SqliteFailure(e, _) => Some(e.code),
+            // The store only ever writes valid UTF-8 text and integers where the schema says
+            // so: a stored value that does not read back as its type was damaged on disk (or
+            // written by hand).
+            rusqlite::Error::Utf8Error(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => {
+                return Error::NotADatabase {
+                    path: None,
+                    reason: "it is corrupt: a stored value is not of the type this store writes"
+                        .to_owned(),
+                    source: Some(Arc::new(err)),
+                }
+            }
             _ => None,
         };
         match code {
             Some(C::DatabaseBusy | C::DatabaseLocked) => Error::Busy {
                 source: Arc::new(err),
             },
-            Some(C::NotADatabase | C::DatabaseCorrupt) => Error::NotADatabase {
+            Some(C::NotADatabase) => Error::NotADatabase {
                 path: None,
-                reason: "sqlite reports it is not a database or is corrupt".to_owned(),
+                reason: "it is not a SQLite database".to_owned(),
+                source: Some(Arc::new(err)),
+            },
+            Some(C::DatabaseCorrupt) => Error::NotADatabase {
+                path: None,
+                reason: "it is corrupt".to_owned(),
                 source: Some(Arc::new(err)),
             },
             Some(C::ReadOnly) => Error::ReadOnly {

@@ -4,9 +4,11 @@
 //! a file that is not a database, a foreign database, or one from a newer version is refused
 //! before the first write.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{ffi, Connection, ErrorCode, TransactionBehavior};
 
 use crate::error::{Error, Result};
 use crate::options::Durability;
@@ -40,14 +42,109 @@ pub fn supported_version() -> i64 {
 }
 
 /// Per-connection settings, run on every pooled connection as it opens.
+///
+/// This is the first statement on a new connection, so it is where SQLite first reads the
+/// file: its vaguer failures are made specific here (see [`explain`]).
 pub(crate) fn configure(
     conn: &Connection,
     durability: Durability,
     busy_timeout: Duration,
 ) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
-    conn.pragma_update(None, "synchronous", durability.pragma())?;
-    Ok(())
+    // SQLite falls back to a read-only handle when the file cannot be opened for writing (a
+    // read-only file or file system). Say so now: the next statement would fail less clearly,
+    // or not at all until the first write.
+    if conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(failure(
+            ffi::SQLITE_READONLY,
+            "the database file cannot be opened for writing".to_owned(),
+        ));
+    }
+    conn.pragma_update(None, "synchronous", durability.pragma())
+        .map_err(|e| explain(conn, e))
+}
+
+/// An error with SQLite's result `code` and our own explanation.
+fn failure(code: std::ffi::c_int, message: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(message))
+}
+
+/// The first 16 bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Makes SQLite's vaguer open failures specific, from what can be read of the file without
+/// writing anything: a truncated database (SQLite says "malformed" or "not a database"), and a
+/// directory where the `-wal` and `-shm` files cannot be created (SQLite says "unable to open").
+fn explain(conn: &Connection, err: rusqlite::Error) -> rusqlite::Error {
+    // In-memory databases have no file to look at.
+    let Some(path) = conn.path().map(Path::new).filter(|p| p.is_file()) else {
+        return err;
+    };
+    match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => match truncation(path) {
+            Some(detail) => failure(ffi::SQLITE_CORRUPT, detail),
+            None => err,
+        },
+        // The database file itself opened for writing, so what SQLite could not open is its
+        // `-wal` or `-shm`: they are missing and could not be created beside it.
+        Some(ErrorCode::CannotOpen)
+            if !sidecar(path, "-wal").exists() || !sidecar(path, "-shm").exists() =>
+        {
+            failure(
+                ffi::SQLITE_READONLY_DIRECTORY,
+                "cannot create the -wal and -shm files beside the database: \
+                 its directory is read-only"
+                    .to_owned(),
+            )
+        }
+        _ => err,
+    }
+}
+
+/// `path` with `suffix` appended to its file name, as SQLite names the `-wal` and `-shm` files.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Reads the header of a file SQLite called malformed: if it is a SQLite database shorter than
+/// its header says, describes the truncation.
+fn truncation(path: &Path) -> Option<String> {
+    let mut header = Vec::with_capacity(100);
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    std::io::Read::by_ref(&mut file)
+        .take(100)
+        .read_to_end(&mut header)
+        .ok()?;
+    if !header.starts_with(SQLITE_MAGIC) {
+        return None;
+    }
+    if header.len() < 100 {
+        return Some(format!(
+            "the file is truncated: it holds {len} bytes, less than a SQLite header"
+        ));
+    }
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u64::from(n),
+    };
+    // The page count in the header is only kept up to date when these two fields agree.
+    let pages = be32(28);
+    if be32(24) != be32(92) || pages == 0 {
+        return None;
+    }
+    let expected = page_size * u64::from(pages);
+    (len < expected).then(|| {
+        format!(
+            "the file is truncated: its header gives {pages} pages of {page_size} bytes \
+             ({expected} bytes), but it holds {len}"
+        )
+    })
 }
 
 /// What a file holds, judged from its header before anything is written.
@@ -87,6 +184,65 @@ fn inspect(conn: &Connection) -> Result<Found> {
     })
 }
 
+/// A file that SQLite can read but that is damaged.
+fn corrupt(detail: String) -> Error {
+    Error::NotADatabase {
+        path: None,
+        reason: "it is corrupt".to_owned(),
+        source: Some(std::sync::Arc::new(failure(ffi::SQLITE_CORRUPT, detail))),
+    }
+}
+
+/// A schema object as `sqlite_master` records it: (type, name, table, the SQL that made it).
+type Object = (String, String, String, Option<String>);
+
+/// The schema objects of `conn`'s database, in a fixed order.
+fn objects(conn: &Connection) -> rusqlite::Result<Vec<Object>> {
+    const OBJECTS: &str = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name";
+    let mut stmt = conn.prepare(OBJECTS)?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    rows.collect()
+}
+
+/// The schema objects that the steps of `schema.sql` up to `version` make, built in memory.
+/// A migrated file has the same: SQLite records each `CREATE` as written and edits it in
+/// place for each `ALTER`, the same steps in the same order.
+fn expected_objects(version: i64) -> Result<Vec<Object>> {
+    let conn = Connection::open_in_memory()?;
+    for (step, sql) in steps() {
+        if step <= version {
+            conn.execute_batch(sql)?;
+        }
+    }
+    Ok(objects(&conn)?)
+}
+
+/// Refuses a recognised file that is damaged where SQLite itself does not notice at once.
+fn check_intact(conn: &Connection, found: &Found) -> Result<()> {
+    // A damaged schema (say, a column name with a flipped bit) reads as a store whose every
+    // statement fails: compare it with what this version's steps make. Objects of the file's
+    // own (an index, or `sqlite_stat1` after an `ANALYZE`) are no damage.
+    if let Found::Store(version) = *found {
+        let present = objects(conn)?;
+        if let Some(missing) = expected_objects(version)?
+            .into_iter()
+            .find(|o| !present.contains(o))
+        {
+            return Err(corrupt(format!(
+                "its {} `{}` is not the one schema version {version} makes",
+                missing.0, missing.1
+            )));
+        }
+    }
+    // A damaged b-tree can read as a valid store that silently misses rows. The check reads
+    // every page once (milliseconds for a checkpoint store) and writes nothing.
+    let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(corrupt(format!("sqlite's integrity check found: {check}")));
+    }
+    Ok(())
+}
+
 /// Makes `conn`'s database a store at the supported version: checks what the file is, turns
 /// on WAL (files only), and applies the missing schema steps in one `BEGIN IMMEDIATE`
 /// transaction. Safe to run from many processes at once: the check is repeated under the lock.
@@ -98,13 +254,21 @@ pub(crate) fn initialize(conn: &mut Connection, wal: bool) -> Result<()> {
             source: None,
         });
     }
-    // Reads only: a file that is not a database fails here, before any write.
-    let found = inspect(conn)?;
+    // Reads only, in one snapshot: a file that is not a store, or a damaged one, fails here,
+    // before any write.
+    let found = {
+        let snapshot = conn.transaction()?;
+        let found = inspect(&snapshot)?;
+        check_intact(&snapshot, &found)?;
+        snapshot.commit()?;
+        found
+    };
     if wal {
         let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            let mode: String =
-                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+                .map_err(|e| explain(conn, e))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(Error::internal(format!(
                     "could not switch the database to WAL mode (it is in {mode} mode)"
