@@ -105,24 +105,6 @@ fn an_in_memory_store_is_one_database_for_all_clones_and_connections() {
     assert!(owners(&other).is_empty());
 }
 
-/// Asserts that opening `path` fails with an error accepted by `expected`, and that the file's
-/// bytes are the same afterwards.
-fn refused_untouched(path: &Path, expected: impl Fn(&Error) -> bool) -> Error {
-    let before = read_bytes(path);
-    let err = SqliteCheckpointStore::open(path).expect_err("the open must fail");
-    assert!(expected(&err), "unexpected error: {err:?}");
-    assert_eq!(
-        read_bytes(path),
-        before,
-        "the file must stay byte-identical"
-    );
-    assert!(
-        !path.with_extension("db-wal").exists(),
-        "no -wal may be created"
-    );
-    err
-}
-
 #[test]
 fn a_file_that_is_not_sqlite_is_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();

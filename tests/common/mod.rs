@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use eventhubs_checkpointstore_sqlite::{
-    Checkpoint, Clock, Ownership, SqliteCheckpointStore, StoreOptions,
+    Checkpoint, CheckpointStore, Clock, Error, Ownership, Result, SqliteCheckpointStore,
+    StoreOptions,
 };
 use time::OffsetDateTime;
 
@@ -99,6 +100,24 @@ pub fn owners(store: &SqliteCheckpointStore) -> Vec<(String, Option<String>, Opt
 
 pub fn read_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")
+}
+
+/// Asserts that opening `path` fails with an error accepted by `expected`, and that the file's
+/// bytes are the same afterwards.
+pub fn refused_untouched(path: &Path, expected: impl Fn(&Error) -> bool) -> Error {
+    let before = read_bytes(path);
+    let err = SqliteCheckpointStore::open(path).expect_err("the open must fail");
+    assert!(expected(&err), "unexpected error: {err:?}");
+    assert_eq!(
+        read_bytes(path),
+        before,
+        "the file must stay byte-identical"
+    );
+    assert!(
+        !path.with_extension("db-wal").exists(),
+        "no -wal may be created"
+    );
+    err
 }
 
 /// One successful claim as its claimant saw it: the etag it replaced (None for a create) and
@@ -199,17 +218,27 @@ pub fn steal_round(
     partitions: &[String],
 ) -> eventhubs_checkpointstore_sqlite::Result<Vec<Win>> {
     let listed = store.blocking_list_ownerships(NS, HUB, GROUP)?;
-    let requests: Vec<Ownership> = partitions
+    let requests = steal_requests(&listed, me, partitions);
+    let won = store.blocking_claim_ownership(&requests)?;
+    Ok(wins_of(&requests, won, me))
+}
+
+/// The requests of a [`steal_round`] from what was listed: every partition of `partitions`
+/// that `me` does not hold, created if missing and stolen with the listed etag otherwise.
+pub fn steal_requests(listed: &[Ownership], me: &str, partitions: &[String]) -> Vec<Ownership> {
+    partitions
         .iter()
         .filter_map(|p| match listed.iter().find(|o| &o.partition_id == p) {
             Some(o) if o.owner_id.as_deref() == Some(me) => None,
             Some(o) => Some(claim(p, Some(me), o.etag.as_deref())),
             None => Some(claim(p, Some(me), None)),
         })
-        .collect();
-    let won = store.blocking_claim_ownership(&requests)?;
-    Ok(won
-        .into_iter()
+        .collect()
+}
+
+/// The [`Win`]s of a claim call: each successful claim with the etag its request replaced.
+pub fn wins_of(requests: &[Ownership], won: Vec<Ownership>, me: &str) -> Vec<Win> {
+    won.into_iter()
         .map(|w| {
             let request = requests
                 .iter()
@@ -222,5 +251,153 @@ pub fn steal_round(
                 owner: me.to_owned(),
             }
         })
-        .collect())
+        .collect()
+}
+
+/// True when the heavy variants of the stress tests were asked for (`EHCS_HEAVY=1`).
+pub fn heavy() -> bool {
+    std::env::var("EHCS_HEAVY").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A size for a stress test: the number in the environment variable `var` if set, else
+/// `heavy` under `EHCS_HEAVY=1`, else `moderate`.
+pub fn size(var: &str, moderate: u64, heavy_size: u64) -> u64 {
+    match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var} must be a number, not {v:?}")),
+        Err(_) if heavy() => heavy_size,
+        Err(_) => moderate,
+    }
+}
+
+/// A small deterministic random number generator (xorshift64*), so that every random test
+/// prints its seed and can be replayed with `EHCS_SEED`.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `EHCS_SEED` if set, else from the clock; prints the seed either way.
+    pub fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("EHCS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        println!("{test}: EHCS_SEED={seed}");
+        Rng::new(seed)
+    }
+
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `range` (which must not be empty).
+    pub fn below(&mut self, range: std::ops::Range<u64>) -> u64 {
+        range.start + self.next_u64() % (range.end - range.start)
+    }
+}
+
+/// `PRAGMA integrity_check` of the file, through a connection of its own.
+pub fn integrity_check(path: &Path) -> String {
+    let conn = rusqlite::Connection::open(path).expect("open for integrity_check");
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check")
+}
+
+/// This test binary, to be run again as a worker of the test `test`: the worker finds
+/// `value` in the environment variable `env`. Its stdout is piped to the caller.
+pub fn reexec(test: &str, env: &str, value: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().expect("current exe"));
+    command
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(env, value)
+        .stdout(std::process::Stdio::piped());
+    command
+}
+
+/// Writes one line to stdout and flushes it, so that a parent reading the pipe sees every
+/// line printed before the process was killed.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").expect("write to stdout");
+    out.flush().expect("flush stdout");
+}
+
+/// Which of the store's two APIs a worker uses: the `blocking_*` methods or the async trait.
+/// The blocking calls run on the worker's own thread, even inside an async fn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Blocking,
+    Async,
+}
+
+impl Api {
+    pub async fn list(self, store: &SqliteCheckpointStore) -> Result<Vec<Ownership>> {
+        match self {
+            Api::Blocking => store.blocking_list_ownerships(NS, HUB, GROUP),
+            Api::Async => CheckpointStore::list_ownerships(store, NS, HUB, GROUP).await,
+        }
+    }
+
+    pub async fn list_checkpoints(self, store: &SqliteCheckpointStore) -> Result<Vec<Checkpoint>> {
+        match self {
+            Api::Blocking => store.blocking_list_checkpoints(NS, HUB, GROUP),
+            Api::Async => CheckpointStore::list_checkpoints(store, NS, HUB, GROUP).await,
+        }
+    }
+
+    pub async fn claim(
+        self,
+        store: &SqliteCheckpointStore,
+        requests: &[Ownership],
+    ) -> Result<Vec<Ownership>> {
+        match self {
+            Api::Blocking => store.blocking_claim_ownership(requests),
+            Api::Async => CheckpointStore::claim_ownership(store, requests).await,
+        }
+    }
+
+    pub async fn update(self, store: &SqliteCheckpointStore, checkpoint: Checkpoint) -> Result<()> {
+        match self {
+            Api::Blocking => store.blocking_update_checkpoint(&checkpoint),
+            Api::Async => CheckpointStore::update_checkpoint(store, checkpoint).await,
+        }
+    }
+
+    pub async fn update_fenced(
+        self,
+        store: &SqliteCheckpointStore,
+        checkpoint: Checkpoint,
+        ownership: &Ownership,
+    ) -> Result<()> {
+        match self {
+            Api::Blocking => store.blocking_update_checkpoint_fenced(&checkpoint, ownership),
+            Api::Async => store.update_checkpoint_fenced(checkpoint, ownership).await,
+        }
+    }
+
+    /// [`steal_round`] through this API.
+    pub async fn steal_round(
+        self,
+        store: &SqliteCheckpointStore,
+        me: &str,
+        partitions: &[String],
+    ) -> Result<Vec<Win>> {
+        let listed = self.list(store).await?;
+        let requests = steal_requests(&listed, me, partitions);
+        let won = self.claim(store, &requests).await?;
+        Ok(wins_of(&requests, won, me))
+    }
 }

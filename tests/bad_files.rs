@@ -1,0 +1,480 @@
+//! Damaged files, stale `-wal` files, read-only directories and locked files: each gets its
+//! own clear error and is never written, except the stale `-wal`, which is recovered.
+//! (Files that are not SQLite, foreign databases, newer schemas, read-only files and
+//! directories in place of the file are in `persistence_and_bad_files.rs`.)
+//!
+//! `EHCS_DAMAGE_CASES` sets the number of randomly damaged files and of random byte strings
+//! tried (default 200, or 5000 with `EHCS_HEAVY=1`); `EHCS_SEED` replays a run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use eventhubs_checkpointstore_sqlite::{Error, SqliteCheckpointStore, StoreOptions};
+
+const PAGE: usize = 4096;
+
+/// A closed store with 300 checkpoints and ownerships: a WAL-mode file of some 30 pages.
+fn filled_store() -> (tempfile::TempDir, PathBuf) {
+    let (dir, path, store) = file_store();
+    for i in 0..300 {
+        let p = i.to_string();
+        store
+            .blocking_update_checkpoint(&checkpoint(&p, Some(&"7".repeat(100)), Some(i)))
+            .unwrap();
+        store
+            .blocking_claim_ownership(&[claim(&p, Some("owner"), None)])
+            .unwrap();
+    }
+    drop(store);
+    assert!(!path.with_extension("db-wal").exists(), "closed cleanly");
+    (dir, path)
+}
+
+/// The error and every source below it, as one line.
+fn chain(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text += &format!(": {s}");
+        source = s.source();
+    }
+    text
+}
+
+fn corrupt(e: &Error) -> bool {
+    matches!(e, Error::NotADatabase { reason, .. } if reason.starts_with("it is corrupt"))
+}
+
+#[test]
+fn a_truncated_database_is_refused_untouched() {
+    let (dir, path) = filled_store();
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8 * PAGE);
+    for cut in [
+        50,
+        100,
+        PAGE,
+        3 * PAGE + 17,
+        bytes.len() / 2,
+        bytes.len() - PAGE,
+    ] {
+        let truncated = dir.path().join(format!("cut-{cut}.db"));
+        std::fs::write(&truncated, &bytes[..cut]).unwrap();
+        let err = refused_untouched(&truncated, corrupt);
+        let shown = chain(&err);
+        assert!(shown.contains("is truncated"), "cut at {cut}: {shown}");
+        assert!(
+            shown.contains(&format!("cut-{cut}.db")),
+            "names the file: {shown}"
+        );
+    }
+}
+
+#[test]
+fn damaged_b_tree_pages_are_refused_untouched() {
+    let (dir, path) = filled_store();
+    let bytes = std::fs::read(&path).unwrap();
+    let pages = bytes.len() / PAGE;
+    // Every page after the first is a b-tree page of one of the two tables (nothing was ever
+    // deleted, so there are no free pages). An invalid page type makes each one unreadable.
+    for page in 1..pages {
+        let mut damaged = bytes.clone();
+        damaged[page * PAGE] = 0xff;
+        let file = dir.path().join(format!("page-{page}.db"));
+        std::fs::write(&file, &damaged).unwrap();
+        let err = refused_untouched(&file, corrupt);
+        assert!(
+            chain(&err).contains("malformed") || chain(&err).contains("integrity check"),
+            "page {page}: {}",
+            chain(&err)
+        );
+    }
+    // Cell pointers that point outside their page.
+    let mut damaged = bytes.clone();
+    for page in 1..pages {
+        damaged[page * PAGE + 8] ^= 0xff;
+    }
+    let file = dir.path().join("cells.db");
+    std::fs::write(&file, &damaged).unwrap();
+    refused_untouched(&file, corrupt);
+}
+
+/// What opening and reading a damaged file came to.
+#[derive(Debug, Default)]
+struct Outcomes {
+    refused_at_open: u64,
+    refused_on_read: u64,
+    read: u64,
+}
+
+/// Opens `file` (holding `bytes`) and reads both lists. Every failure must be one of the
+/// errors that name a bad file, nothing may panic, and the file must stay as it was.
+fn open_damaged(file: &Path, bytes: &[u8], outcomes: &mut Outcomes) {
+    let bad_file = |e: &Error| {
+        matches!(
+            e,
+            Error::NotADatabase { .. } | Error::SchemaTooNew { .. } | Error::ReadOnly { .. }
+        )
+    };
+    match SqliteCheckpointStore::open(file) {
+        Err(e) => {
+            assert!(bad_file(&e), "{e:?}");
+            outcomes.refused_at_open += 1;
+        }
+        Ok(store) => {
+            let lists = store
+                .blocking_list_checkpoints(NS, HUB, GROUP)
+                .and_then(|_| store.blocking_list_ownerships(NS, HUB, GROUP));
+            match lists {
+                Err(e) => {
+                    assert!(bad_file(&e), "{e:?}");
+                    outcomes.refused_on_read += 1;
+                }
+                Ok(_) => outcomes.read += 1,
+            }
+        }
+    }
+    assert!(
+        read_bytes(file) == bytes,
+        "opening and reading wrote to the file"
+    );
+}
+
+#[test]
+fn randomly_damaged_files_never_panic_and_are_never_written() {
+    let (dir, path) = filled_store();
+    let bytes = std::fs::read(&path).unwrap();
+    let cases = size("EHCS_DAMAGE_CASES", 200, 5000);
+    let mut rng = Rng::from_env("randomly_damaged_files");
+    let file = dir.path().join("damaged.db");
+    let mut outcomes = Outcomes::default();
+    for _ in 0..cases {
+        let mut damaged = bytes.clone();
+        for _ in 0..rng.below(1..17) {
+            // Mostly the b-tree pages, sometimes the header page.
+            let from = if rng.below(0..10) == 0 {
+                0
+            } else {
+                PAGE as u64
+            };
+            let at = rng.below(from..damaged.len() as u64) as usize;
+            damaged[at] ^= rng.below(1..256) as u8;
+        }
+        std::fs::write(&file, &damaged).unwrap();
+        open_damaged(&file, &damaged, &mut outcomes);
+    }
+    println!("SUMMARY randomly_damaged_files: {cases} files: {outcomes:?}");
+    assert!(outcomes.refused_at_open > 0);
+}
+
+/// The stable-Rust twin of the `open_bytes` fuzz target: any bytes at all (but none: an empty
+/// file is a new store) are refused with a bad-file error, without a panic or a write.
+#[test]
+fn arbitrary_bytes_as_a_database_are_refused_untouched() {
+    let (dir, path) = filled_store();
+    let real_header = std::fs::read(&path).unwrap()[..100].to_vec();
+    let cases = size("EHCS_DAMAGE_CASES", 200, 5000);
+    let mut rng = Rng::from_env("arbitrary_bytes");
+    let file = dir.path().join("random.db");
+    let mut outcomes = Outcomes::default();
+    for case in 0..cases {
+        let len = rng.below(1..3 * PAGE as u64) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        // A third of the files start like a SQLite file, a third like one of ours.
+        let prefix: &[u8] = match case % 3 {
+            0 => b"SQLite format 3\0",
+            1 => &real_header,
+            _ => b"",
+        };
+        let n = prefix.len().min(len);
+        bytes[..n].copy_from_slice(&prefix[..n]);
+        std::fs::write(&file, &bytes).unwrap();
+        open_damaged(&file, &bytes, &mut outcomes);
+    }
+    println!("SUMMARY arbitrary_bytes: {cases} files: {outcomes:?}");
+    assert_eq!(outcomes.read, 0, "random bytes are never a store");
+}
+
+/// Copies `files` (names under `from`) to a new directory.
+fn copy_aside(from: &Path, files: &[&str]) -> tempfile::TempDir {
+    let to = tempfile::tempdir().unwrap();
+    for name in files {
+        std::fs::copy(from.join(name), to.path().join(name)).unwrap();
+    }
+    to
+}
+
+fn stored_checkpoints(path: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("SELECT count(*) FROM checkpoint", [], |r| r.get(0))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_stale_wal_left_by_a_crash_is_recovered() {
+    let (dir, _path, store) = file_store();
+    for i in 0..50 {
+        store
+            .blocking_update_checkpoint(&checkpoint(&i.to_string(), Some("x"), Some(i)))
+            .unwrap();
+    }
+    store
+        .blocking_claim_ownership(&[claim("0", Some("a"), None), claim("1", Some("b"), None)])
+        .unwrap();
+    let checkpoints = store.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
+    let ownerships = store.blocking_list_ownerships(NS, HUB, GROUP).unwrap();
+    // Copy the files while the store is open and its writes are in the -wal only, as a crash
+    // would leave them.
+    let db_only = copy_aside(dir.path(), &["store.db"]);
+    let with_wal = copy_aside(dir.path(), &["store.db", "store.db-wal"]);
+    let with_shm = copy_aside(dir.path(), &["store.db", "store.db-wal", "store.db-shm"]);
+    let torn = copy_aside(dir.path(), &["store.db", "store.db-wal"]);
+    drop(store);
+    assert_eq!(
+        stored_checkpoints(&db_only.path().join("store.db")),
+        0,
+        "the writes must be in the -wal only, or this test recovers nothing"
+    );
+
+    for copy in [&with_wal, &with_shm] {
+        let path = copy.path().join("store.db");
+        let reopened = SqliteCheckpointStore::open(&path).unwrap();
+        assert_eq!(
+            reopened.blocking_list_checkpoints(NS, HUB, GROUP).unwrap(),
+            checkpoints
+        );
+        assert_eq!(
+            reopened.blocking_list_ownerships(NS, HUB, GROUP).unwrap(),
+            ownerships
+        );
+        reopened
+            .blocking_update_checkpoint(&checkpoint("new", Some("y"), Some(1)))
+            .unwrap();
+        drop(reopened);
+        assert_eq!(integrity_check(&path), "ok");
+    }
+
+    // A -wal whose last frame was torn by the crash: the last transaction (the claim of two
+    // partitions, whose commit never returned) is dropped whole; the rest is recovered.
+    let wal = torn.path().join("store.db-wal");
+    let len = std::fs::metadata(&wal).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let path = torn.path().join("store.db");
+    let reopened = SqliteCheckpointStore::open(&path).unwrap();
+    assert_eq!(
+        reopened.blocking_list_checkpoints(NS, HUB, GROUP).unwrap(),
+        checkpoints
+    );
+    assert!(owners(&reopened).is_empty(), "the torn claim is gone whole");
+    drop(reopened);
+    assert_eq!(integrity_check(&path), "ok");
+}
+
+/// Ways to make a directory read-only, tried in turn: a read-only bind mount and `chattr +i`
+/// (both work as root, who ignores permission bits), and `chmod 0555` (for everyone else).
+const READ_ONLY_WAYS: [&str; 3] = ["read-only bind mount", "chattr +i", "chmod 0555"];
+
+fn run(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Makes `dir` read-only in the given way; returns whether that worked (a file can no longer
+/// be created in it).
+fn make_dir_read_only(dir: &Path, way: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir.to_str().unwrap();
+    let done = match way {
+        "read-only bind mount" => {
+            run("mount", &["--bind", d, d]) && {
+                run("mount", &["-o", "remount,ro,bind", d]) || {
+                    run("umount", &[d]);
+                    false
+                }
+            }
+        }
+        "chattr +i" => run("chattr", &["+i", d]),
+        _ => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).is_ok(),
+    };
+    let probe = dir.join("probe");
+    if done && std::fs::File::create(&probe).is_ok() {
+        // Not enough here (root ignores permission bits): undo and try another way.
+        std::fs::remove_file(&probe).unwrap();
+        undo_read_only(dir, way);
+        return false;
+    }
+    done
+}
+
+fn undo_read_only(dir: &Path, way: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir.to_str().unwrap();
+    match way {
+        "read-only bind mount" => assert!(run("umount", &[d]), "umount {d}"),
+        "chattr +i" => assert!(run("chattr", &["-i", d]), "chattr -i {d}"),
+        _ => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap(),
+    }
+}
+
+#[test]
+fn a_store_in_a_read_only_directory_is_refused_untouched() {
+    let mut tried = Vec::new();
+    for way in READ_ONLY_WAYS {
+        let (dir, path) = filled_store();
+        let before = read_bytes(&path);
+        if !make_dir_read_only(dir.path(), way) {
+            continue;
+        }
+        let result = SqliteCheckpointStore::open(&path);
+        let listing: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        undo_read_only(dir.path(), way);
+        let err = result.expect_err("a read-only directory must be refused");
+        assert!(matches!(err, Error::ReadOnly { .. }), "{way}: {err:?}");
+        assert!(err.to_string().ends_with("is read-only"), "{way}: {err}");
+        assert_eq!(read_bytes(&path), before, "{way}: the file was written");
+        assert_eq!(listing, ["store.db"], "{way}: no file may appear");
+        // Once the directory is writable again, the store opens with its data.
+        let store = SqliteCheckpointStore::open(&path).unwrap();
+        assert_eq!(
+            store
+                .blocking_list_checkpoints(NS, HUB, GROUP)
+                .unwrap()
+                .len(),
+            300
+        );
+        tried.push(way);
+    }
+    println!("read-only directory made by: {tried:?}");
+    assert!(
+        !tried.is_empty(),
+        "no way to make a directory read-only worked"
+    );
+}
+
+const LOCK_ENV: &str = "EHCS_LOCK_HOLDER";
+const LOCK_TEST: &str = "a_file_locked_by_another_process_past_the_busy_timeout_is_a_busy_error";
+
+/// Another process that takes a lock on the file and holds it until `release` exists.
+struct LockHolder {
+    child: std::process::Child,
+    release: PathBuf,
+}
+
+impl LockHolder {
+    /// `how`: `exclusive` (no one may even read) or `write` (the write lock).
+    fn start(path: &Path, how: &str) -> LockHolder {
+        let release = path.with_extension(format!("release-{how}"));
+        let mut child = reexec(
+            LOCK_TEST,
+            LOCK_ENV,
+            &format!("{}|{how}|{}", path.display(), release.display()),
+        )
+        .spawn()
+        .unwrap();
+        let locked = std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .lines()
+            .map_while(|l| l.ok())
+            .any(|l| l.contains("LOCKED"));
+        assert!(locked, "the lock holder failed");
+        LockHolder { child, release }
+    }
+
+    fn release(mut self) {
+        std::fs::write(&self.release, b"").unwrap();
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+/// The lock holder's side.
+fn hold_lock(spec: &str) {
+    let f: Vec<&str> = spec.split('|').collect();
+    let conn = rusqlite::Connection::open(f[0]).unwrap();
+    if f[1] == "exclusive" {
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    } else {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    }
+    conn.execute("DELETE FROM checkpoint", []).unwrap();
+    report("LOCKED");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !Path::new(f[2]).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Give the lock up without writing anything.
+    conn.execute_batch("ROLLBACK").unwrap();
+}
+
+#[test]
+fn a_file_locked_by_another_process_past_the_busy_timeout_is_a_busy_error() {
+    if let Ok(spec) = std::env::var(LOCK_ENV) {
+        return hold_lock(&spec);
+    }
+    let (_dir, path) = filled_store();
+    let options = StoreOptions::new().with_busy_timeout(Duration::from_millis(300));
+
+    // An exclusive lock: not even the checks of the open can read the file.
+    let before = read_bytes(&path);
+    let holder = LockHolder::start(&path, "exclusive");
+    let started = Instant::now();
+    let err = SqliteCheckpointStore::open_with(&path, options.clone()).unwrap_err();
+    assert!(err.is_busy(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "database is busy: gave up after the busy timeout"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it must wait first"
+    );
+    holder.release();
+    assert_eq!(read_bytes(&path), before, "the refused open wrote nothing");
+
+    // The write lock: the open (which only reads) succeeds, the first write is busy and
+    // writes nothing, and once the lock is gone the write succeeds.
+    let holder = LockHolder::start(&path, "write");
+    let store = SqliteCheckpointStore::open_with(&path, options).unwrap();
+    let started = Instant::now();
+    let err = store
+        .blocking_update_checkpoint(&checkpoint("0", Some("new"), Some(1000)))
+        .unwrap_err();
+    assert!(err.is_busy(), "{err:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it must wait first"
+    );
+    let err = store
+        .blocking_claim_ownership(&[claim("new", Some("a"), None)])
+        .unwrap_err();
+    assert!(err.is_busy(), "{err:?}");
+    holder.release();
+    let stored = store.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
+    assert_eq!(stored.len(), 300, "the holder's delete was rolled back");
+    assert_eq!(
+        stored[0].sequence_number,
+        Some(0),
+        "the busy write wrote nothing"
+    );
+    assert!(!owners(&store).iter().any(|o| o.0 == "new"));
+    store
+        .blocking_update_checkpoint(&checkpoint("0", Some("new"), Some(1000)))
+        .unwrap();
+}
