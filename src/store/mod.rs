@@ -154,6 +154,11 @@ impl SqliteCheckpointStore {
             .min_idle(Some(1))
             .connection_timeout(busy.max(std::time::Duration::from_millis(1)))
             .test_on_check_out(false)
+            // No reaping: a SQLite connection is a file handle, not worth closing when idle,
+            // and r2d2's reaper job reschedules itself forever, which keeps the pool's three
+            // worker threads alive after the pool is dropped.
+            .idle_timeout(None)
+            .max_lifetime(None)
             .build(manager)?)
     }
 

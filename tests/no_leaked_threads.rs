@@ -1,0 +1,43 @@
+//! A dropped store leaves nothing running: opening and dropping stores again and again (as a
+//! CLI or a test suite does) must not pile up threads.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use eventhubs_checkpointstore_sqlite::SqliteCheckpointStore;
+
+#[cfg(target_os = "linux")]
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn dropped_stores_leave_no_threads_behind() {
+    let before = threads();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..100 {
+        let store = if i % 2 == 0 {
+            SqliteCheckpointStore::open_in_memory().unwrap()
+        } else {
+            SqliteCheckpointStore::open(dir.path().join("store.db")).unwrap()
+        };
+        store
+            .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(i)))
+            .unwrap();
+    }
+    // Worker threads finish shortly after their pool is dropped.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads() > before + 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        threads() <= before + 3,
+        "{} threads before, {} after dropping 100 stores",
+        before,
+        threads()
+    );
+}
