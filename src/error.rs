@@ -99,10 +99,10 @@ pub enum Error {
         source: Source,
     },
 
-    /// The file could not be opened or created.
-    #[error("cannot open {}", path_or_memory(path))]
+    /// The file could not be opened, created, read or written; the source says which.
+    #[error("i/o error on {}", path_or_memory(path))]
     Io {
-        /// The path that could not be opened.
+        /// The path that could not be opened, read or written.
         path: Option<PathBuf>,
         /// The underlying error.
         #[source]
@@ -155,6 +155,25 @@ impl Error {
                 *path = file.map(ToOwned::to_owned);
             }
         }
+        // SQLite reports a full disk as such, but a write refused by the file size limit
+        // (EFBIG) only as a write error: tell them apart by the files' sizes.
+        if let Error::Io {
+            path: Some(path),
+            source,
+        } = &self
+        {
+            if is_write_error(source.as_ref()) {
+                if let Some(limit) = file_size_limit_reached(path) {
+                    return Error::DiskFull {
+                        path: Some(path.clone()),
+                        source: Arc::new(FileSizeLimit {
+                            limit,
+                            source: Arc::clone(source),
+                        }),
+                    };
+                }
+            }
+        }
         self
     }
 
@@ -162,6 +181,50 @@ impl Error {
     pub fn is_busy(&self) -> bool {
         matches!(self, Error::Busy { .. })
     }
+}
+
+/// The cause of an [`Error::DiskFull`] that the file size limit (`RLIMIT_FSIZE`) caused.
+#[derive(Debug, thiserror::Error)]
+#[error("the file size limit of {limit} bytes is reached")]
+struct FileSizeLimit {
+    limit: u64,
+    #[source]
+    source: Source,
+}
+
+fn is_write_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    use rusqlite::ffi;
+    matches!(
+        err.downcast_ref::<rusqlite::Error>(),
+        Some(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == ffi::SQLITE_IOERR_WRITE
+                || e.extended_code == ffi::SQLITE_IOERR_TRUNCATE
+    )
+}
+
+/// The process's file size limit, if the database file or one of its `-wal`, `-shm` and
+/// `-journal` files has reached it.
+#[cfg(target_os = "linux")]
+fn file_size_limit_reached(db: &std::path::Path) -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max file size"))?;
+    // "Max file size   <soft>   <hard>   bytes"; "unlimited" does not parse.
+    let soft: u64 = line["Max file size".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let reached = ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        std::fs::metadata(name).is_ok_and(|m| m.len() >= soft)
+    });
+    reached.then_some(soft)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn file_size_limit_reached(_db: &std::path::Path) -> Option<u64> {
+    None
 }
 
 impl From<rusqlite::Error> for Error {
