@@ -401,3 +401,19 @@ impl Api {
         Ok(wins_of(&requests, won, me))
     }
 }
+
+/// Waits until the last connection to the store at `path` has closed, which deletes its
+/// `-wal`. Dropping a store right after opening it can leave a connection that a pool thread
+/// is still opening; it closes a moment later.
+pub fn wait_closed(path: &Path) {
+    let wal = path.with_extension("db-wal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while wal.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store at {} never closed",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
