@@ -85,6 +85,11 @@ fn explain(conn: &Connection, err: rusqlite::Error) -> rusqlite::Error {
             Some(detail) => failure(ffi::SQLITE_CORRUPT, detail),
             None => err,
         },
+        // A generic error at the first read of a file is a header SQLite cannot use, such as
+        // "unsupported file format" (a schema format number it does not know).
+        Some(ErrorCode::Unknown) => {
+            failure(ffi::SQLITE_CORRUPT, format!("sqlite cannot read it: {err}"))
+        }
         // The database file itself opened for writing, so what SQLite could not open is its
         // `-wal` or `-shm`: they are missing and could not be created beside it.
         Some(ErrorCode::CannotOpen)
@@ -224,13 +229,23 @@ fn check_intact(conn: &Connection, found: &Found) -> Result<()> {
     // own (an index, or `sqlite_stat1` after an `ANALYZE`) are no damage.
     if let Found::Store(version) = *found {
         let present = objects(conn)?;
-        if let Some(missing) = expected_objects(version)?
-            .into_iter()
-            .find(|o| !present.contains(o))
-        {
+        let expected = expected_objects(version)?;
+        if let Some(missing) = expected.iter().find(|o| !present.contains(o)) {
             return Err(corrupt(format!(
                 "its {} `{}` is not the one schema version {version} makes",
                 missing.0, missing.1
+            )));
+        }
+        // Nor may it hold what only a later version makes (a damaged version number), or the
+        // migration would fail halfway through its first step.
+        let named = |list: &[Object], name: &str| list.iter().any(|o| o.1 == name);
+        if let Some(later) = expected_objects(supported_version())?
+            .iter()
+            .find(|o| named(&present, &o.1) && !named(&expected, &o.1))
+        {
+            return Err(corrupt(format!(
+                "it has the {} `{}` of a schema version after its own {version}",
+                later.0, later.1
             )));
         }
     }
