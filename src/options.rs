@@ -113,8 +113,9 @@ impl StoreOptions {
     }
 
     /// Sets the Unix permission bits of a database file this store creates (its `-wal` and
-    /// `-shm` files inherit them). An existing file keeps its mode. Default: `0o600`, readable
-    /// and writable by the owner only.
+    /// `-shm` files inherit them). As for any file a process creates, the process umask is
+    /// taken off (`0o660` under umask `022` gives `0o640`). An existing file keeps its mode.
+    /// Default: `0o600`, readable and writable by the owner only.
     pub fn with_file_mode(mut self, mode: u32) -> Self {
         self.file_mode = mode;
         self
