@@ -98,6 +98,7 @@ fn processes_and_tasks_soak_one_file_without_losing_a_write() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let wal_kib = std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len() / 1024);
 
     check_single_winner(&log.wins, &store);
     log.check_own_checkpoints(&store);
@@ -111,7 +112,8 @@ fn processes_and_tasks_soak_one_file_without_losing_a_write() {
     println!(
         "SUMMARY multiprocess_soak: {processes} processes x {WORKERS} workers for {elapsed:.1} s: \
          {} claim calls ({} wins), {} checkpoints, {} fenced checkpoints ({} refused as lost), \
-         {} busy errors ({holds} lock holds); {:.0} acknowledged operations/s",
+         {} busy errors ({holds} lock holds); {:.0} acknowledged operations/s; \
+         -wal {wal_kib} KiB at the end",
         s.claim_calls,
         log.wins.len(),
         s.checkpoints,
