@@ -85,8 +85,9 @@ fn ownership_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("claim_1024");
     let mut i = 0;
     // Each iteration claims 1024 new partitions in a fresh group of the same file.
+    let create_store = store(dir.path(), "claim.db", Durability::Full);
     group.bench_function("store_create", |b| {
-        let store = store(dir.path(), "claim.db", Durability::Full);
+        let store = &create_store;
         b.to_async(&rt).iter_batched(
             || {
                 i += 1;
@@ -105,8 +106,9 @@ fn ownership_benches(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    let create_conn = RefCell::new(plain(dir.path(), "claim-plain.db", Durability::Full));
     group.bench_function("plain_rusqlite_create", |b| {
-        let conn = RefCell::new(plain(dir.path(), "claim-plain.db", Durability::Full));
+        let conn = &create_conn;
         b.iter_batched(
             || {
                 conn.borrow().execute("DELETE FROM ownership", []).unwrap();

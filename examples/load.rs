@@ -128,13 +128,11 @@ async fn main() {
                             sequence_number: Some(seq),
                         })
                         .await;
-                    if let Err(e) = result {
-                        return Err(e);
-                    }
+                    result?;
                     latencies.push(t.elapsed());
                 }
             }
-            Ok(latencies)
+            Ok::<_, eventhubs_checkpointstore_sqlite::Error>(latencies)
         });
     }
     let mut latencies = Vec::new();
