@@ -38,7 +38,8 @@ pub struct Lease {
     /// needs one. `None` only on a lease that was never stored.
     pub token: Option<String>,
     /// The ownership generation: +1 on every acquire (including steals) and whenever a modern
-    /// processor takes the partition from another owner. It never decreases.
+    /// processor takes the partition from another owner or from released. Renewals, releases
+    /// and checkpoints keep it; it never decreases.
     pub epoch: i64,
     /// Opaque state the host keeps with the lease. Stored by
     /// [`update_lease`](super::LeaseManager::update_lease) and
