@@ -162,6 +162,12 @@ impl Error {
     pub fn is_busy(&self) -> bool {
         matches!(self, Error::Busy { .. })
     }
+
+    /// True when a fenced write or a legacy lease operation found that the ownership (lease)
+    /// it relied on is no longer current: [`Error::OwnershipLost`].
+    pub fn is_ownership_lost(&self) -> bool {
+        matches!(self, Error::OwnershipLost { .. })
+    }
 }
 
 impl From<rusqlite::Error> for Error {

@@ -2,6 +2,7 @@
 
 mod checkpoint_store;
 mod error;
+pub mod legacy;
 mod model;
 mod options;
 mod schema;
