@@ -282,10 +282,8 @@ impl CheckpointManager for SqliteCheckpointLeaseManager {
 
     async fn update_checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint) -> Result<()> {
         self.token_held(lease)?;
-        let (group, lease, checkpoint) = (self.group.clone(), lease.clone(), checkpoint.clone());
-        self.store
-            .interact(move |_, c| ops::update_checkpoint(c, &group, &lease, &checkpoint))
-            .await
+        let write = ops::checkpoint_write(&self.group, lease, checkpoint)?;
+        self.store.submit(write).await
     }
 
     async fn delete_checkpoint(&self, partition_id: &str) -> Result<()> {

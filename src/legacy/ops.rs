@@ -13,7 +13,8 @@ use super::lease::{Checkpoint, Lease};
 use crate::error::{Error, Result};
 use crate::model::{self, GroupKey, PartitionKey};
 use crate::options::Clock;
-use crate::store::ops::{check_owner, from_nanos, new_etag, to_nanos, write_checkpoint};
+use crate::store::group_commit::{Fence, Write};
+use crate::store::ops::{check_owner, from_nanos, new_etag, to_nanos};
 
 /// The lease columns, in the order [`lease_from_row`] reads them.
 macro_rules! lease_columns {
@@ -96,19 +97,14 @@ pub(crate) fn create_checkpoint_if_not_exists(
     Ok(checkpoint)
 }
 
-/// The fence of a legacy checkpoint write; it also stores the lease's context, as EPH keeps
-/// both in one lease blob. The token is not rotated: the writer still holds the lease.
-const FENCE_CHECKPOINT: &str = "\
-    UPDATE ownership SET event_processor_context = ?7 \
-    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
-      AND owner_id = ?5 AND etag = ?6";
-
-pub(crate) fn update_checkpoint(
-    conn: &mut Connection,
+/// Validates a lease-checked checkpoint write for the group commit: it writes the position
+/// and the lease's `event_processor_context` only while the lease's owner and token are the
+/// stored ones, checked inside the batch's transaction.
+pub(crate) fn checkpoint_write(
     group: &GroupKey,
     lease: &Lease,
     checkpoint: &Checkpoint,
-) -> Result<()> {
+) -> Result<Write> {
     let key = group.clone().partition(&checkpoint.partition_id)?;
     if lease.partition_id != checkpoint.partition_id {
         return Err(Error::invalid(
@@ -120,19 +116,18 @@ pub(crate) fn update_checkpoint(
         ));
     }
     let (owner, token) = lease.held()?;
-    let context = lease.context()?;
+    let context = lease.context()?.map(ToOwned::to_owned);
     let (offset, sequence_number) = checkpoint.stored()?;
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let [ns, hub, cg, pid] = key_params(&key);
-    let fenced = tx
-        .prepare_cached(FENCE_CHECKPOINT)?
-        .execute(params![ns, hub, cg, pid, owner, token, context])?;
-    if fenced != 1 {
-        return Err(lost(&tx, &key, owner, token));
-    }
-    write_checkpoint(&tx, &key, offset, sequence_number)?;
-    tx.commit()?;
-    Ok(())
+    Ok(Write {
+        key,
+        offset: offset.map(ToOwned::to_owned),
+        sequence_number,
+        fence: Some(Fence {
+            owner_id: owner.to_owned(),
+            etag: token.to_owned(),
+            context: Some(context),
+        }),
+    })
 }
 
 const DELETE_CHECKPOINT: &str = "\

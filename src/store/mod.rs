@@ -1,7 +1,7 @@
 //! `SqliteCheckpointStore`: an r2d2 pool over one SQLite file, the sync core (`ops`) and the
 //! async shell around it.
 
-mod group_commit;
+pub(crate) mod group_commit;
 
 pub use group_commit::CommitStats;
 pub(crate) mod ops;
@@ -213,6 +213,11 @@ impl SqliteCheckpointStore {
         }
     }
 
+    /// Commits a validated checkpoint write in the next group commit.
+    pub(crate) async fn submit(&self, write: group_commit::Write) -> Result<()> {
+        group_commit::submit(&self.inner, write).await
+    }
+
     /// [`CheckpointStore::claim_ownership`] on the calling thread.
     ///
     /// # Errors
@@ -399,7 +404,14 @@ fn checkpoint_write(
     fence: Option<&Ownership>,
 ) -> Result<group_commit::Write> {
     let key = checkpoint.validate()?;
-    let fence = fence.map(|o| ops::validate_fence(&key, o)).transpose()?;
+    let fence = fence
+        .map(|o| ops::validate_fence(&key, o))
+        .transpose()?
+        .map(|(owner_id, etag)| group_commit::Fence {
+            owner_id,
+            etag,
+            context: None,
+        });
     Ok(group_commit::Write {
         key,
         offset: checkpoint.offset.clone(),

@@ -270,6 +270,44 @@ pub(crate) fn check_owner(
     }
 }
 
+/// Stores a legacy lease's `event_processor_context` on its ownership row, only while that
+/// owner and etag are current (EventProcessorHost kept both in one lease blob). The etag is not
+/// rotated: the writer still holds the lease.
+const FENCE_WITH_CONTEXT: &str = "\
+    UPDATE ownership SET event_processor_context = ?7 \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
+      AND owner_id = ?5 AND etag = ?6";
+
+/// Checks, inside `tx`, that (owner, etag) is still the partition's ownership; with `context`
+/// (legacy writes) it also stores that context on the ownership row in the same step.
+pub(crate) fn fence(
+    tx: &Transaction<'_>,
+    key: &PartitionKey,
+    owner_id: &str,
+    etag: &str,
+    context: Option<Option<&str>>,
+) -> Result<()> {
+    let Some(context) = context else {
+        return check_owner(tx, key, owner_id, etag);
+    };
+    let changed = tx.prepare_cached(FENCE_WITH_CONTEXT)?.execute(params![
+        key.namespace,
+        key.event_hub,
+        key.consumer_group,
+        key.partition_id,
+        owner_id,
+        etag,
+        context
+    ])?;
+    if changed == 1 {
+        return Ok(());
+    }
+    check_owner(tx, key, owner_id, etag)?;
+    Err(Error::internal(
+        "a fenced write changed nothing although its ownership is current",
+    ))
+}
+
 /// Checks that `ownership` can fence a write to `key`: the same partition, with an owner and
 /// an etag. Returns the (owner id, etag) to check inside the write's transaction.
 pub(crate) fn validate_fence(
