@@ -100,7 +100,8 @@ impl StoreOptions {
         self
     }
 
-    /// Sets the most connections the pool keeps open (at least 1). Default: 8.
+    /// Sets how many connections the store opens (all at `open`) and keeps (at least 1).
+    /// Default: 8.
     pub fn with_pool_size(mut self, size: u32) -> Self {
         self.pool_size = size.max(1);
         self

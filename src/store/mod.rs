@@ -149,9 +149,15 @@ impl SqliteCheckpointStore {
         let manager = SqliteConnectionManager::file(target)
             .with_flags(flags)
             .with_init(move |c| schema::configure(c, durability, busy));
+        // Every connection is opened here, and none is ever reaped (no idle timeout, no
+        // maximum lifetime) or replaced (SQLite connections never report broken). So no r2d2
+        // background task runs after `open`, none can hold the pool alive, and dropping the last
+        // store handle closes the file at once.
         Ok(Pool::builder()
             .max_size(options.pool_size())
-            .min_idle(Some(1))
+            .min_idle(Some(options.pool_size()))
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connection_timeout(busy.max(std::time::Duration::from_millis(1)))
             .test_on_check_out(false)
             .build(manager)?)
