@@ -2,17 +2,21 @@
 //!
 //! ```text
 //! cargo run --release --example load -- [--writers 32] [--partitions 32]
-//!     [--durability full|normal] [--seconds 5] [--db PATH]
+//!     [--durability full|normal] [--seconds 5] [--db PATH] [--plain]
 //! ```
 //! Each writer owns `partitions / writers` partitions (at least one) and updates them in turn
 //! as fast as the store answers. Prints throughput, p50/p99/max latency, the average
 //! group-commit batch and the process's peak RSS.
+//!
+//! `--plain` runs the baseline instead: the same updates through one plain rusqlite connection
+//! (WAL, the same `synchronous`, the store's schema and SQL), shared by the writers, each update
+//! its own `BEGIN IMMEDIATE` transaction.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventhubs_checkpointstore_sqlite::{
-    Checkpoint, CheckpointStore, Durability, SqliteCheckpointStore, StoreOptions,
+    Checkpoint, CheckpointStore, CommitStats, Durability, SqliteCheckpointStore, StoreOptions,
 };
 
 struct Args {
@@ -21,6 +25,7 @@ struct Args {
     durability: Durability,
     seconds: f64,
     db: Option<String>,
+    plain: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -30,6 +35,7 @@ fn parse() -> Result<Args, String> {
         durability: Durability::Full,
         seconds: 5.0,
         db: None,
+        plain: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -39,6 +45,7 @@ fn parse() -> Result<Args, String> {
             "--partitions" => args.partitions = value()?.parse().map_err(|e| format!("{e}"))?,
             "--seconds" => args.seconds = value()?.parse().map_err(|e| format!("{e}"))?,
             "--db" => args.db = Some(value()?),
+            "--plain" => args.plain = true,
             "--durability" => {
                 args.durability = match value()?.as_str() {
                     "full" => Durability::Full,
@@ -48,7 +55,7 @@ fn parse() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err("usage: load [--writers N] [--partitions N] \
-                     [--durability full|normal] [--seconds S] [--db PATH]"
+                     [--durability full|normal] [--seconds S] [--db PATH] [--plain]"
                     .into())
             }
             other => return Err(format!("unknown flag {other}")),
@@ -90,6 +97,13 @@ async fn main() {
         .db
         .clone()
         .unwrap_or_else(|| format!("{}/load.db", dir.display()));
+    if args.plain {
+        plain(&args, &path);
+        if args.db.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        return;
+    }
     let options = StoreOptions::new().with_durability(args.durability);
     let store = match SqliteCheckpointStore::open_with(&path, options) {
         Ok(s) => Arc::new(s),
@@ -150,11 +164,25 @@ async fn main() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    report(&args, elapsed, latencies, Some(store.commit_stats()));
+    if args.db.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn report(args: &Args, elapsed: f64, mut latencies: Vec<Duration>, stats: Option<CommitStats>) {
     latencies.sort_unstable();
-    let stats = store.commit_stats();
     println!(
-        "writers {} partitions {} durability {:?} duration {:.1} s",
-        args.writers, args.partitions, args.durability, elapsed
+        "{} writers {} partitions {} durability {:?} duration {:.1} s",
+        if args.plain {
+            "plain rusqlite:"
+        } else {
+            "store:"
+        },
+        args.writers,
+        args.partitions,
+        args.durability,
+        elapsed
     );
     println!(
         "updates {}  throughput {:.0}/s",
@@ -167,18 +195,110 @@ async fn main() {
         percentile(&latencies, 0.99).as_secs_f64() * 1e6,
         latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e6)
     );
-    println!(
-        "commits {}  average batch {:.1}",
-        stats.commits,
-        stats.writes as f64 / stats.commits.max(1) as f64
-    );
+    match stats {
+        Some(stats) => println!(
+            "commits {}  average batch {:.1}",
+            stats.commits,
+            stats.writes as f64 / stats.commits.max(1) as f64
+        ),
+        None => println!("commits {}  average batch 1.0", latencies.len()),
+    }
     match peak_rss_mib() {
         Some(mib) => println!("peak RSS {mib:.1} MiB"),
         None => println!("peak RSS unknown (no /proc/self/status)"),
     }
-    if args.db.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The partitions writer `w` of `writers` updates: every `writers`-th one, at least one.
+fn partitions_of(w: usize, args: &Args) -> Vec<usize> {
+    let mine: Vec<usize> = (0..args.partitions)
+        .filter(|p| p % args.writers == w)
+        .collect();
+    if mine.is_empty() {
+        vec![w % args.partitions]
+    } else {
+        mine
     }
+}
+
+/// The baseline: one plain rusqlite connection shared by all writers.
+fn plain(args: &Args, path: &str) {
+    let conn = match rusqlite::Connection::open(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot open {path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let sync = match args.durability {
+        Durability::Full => "FULL",
+        _ => "NORMAL",
+    };
+    let setup = conn
+        .pragma_update(None, "journal_mode", "WAL")
+        .and_then(|()| conn.pragma_update(None, "synchronous", sync))
+        .and_then(|()| conn.execute_batch(include_str!("../schema.sql")));
+    if let Err(e) = setup {
+        eprintln!("cannot set up {path}: {e}");
+        std::process::exit(1);
+    }
+    let conn = std::sync::Mutex::new(conn);
+    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+    let started = Instant::now();
+    let latencies: Vec<Duration> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..args.writers)
+            .map(|w| {
+                let (conn, mine) = (&conn, partitions_of(w, args));
+                s.spawn(move || {
+                    let mut latencies = Vec::new();
+                    let mut seq = 0i64;
+                    while Instant::now() < deadline {
+                        for p in &mine {
+                            seq += 1;
+                            let t = Instant::now();
+                            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+                            if let Err(e) = plain_update(&mut c, *p, seq) {
+                                eprintln!("a write failed: {e}");
+                                std::process::exit(1);
+                            }
+                            drop(c);
+                            latencies.push(t.elapsed());
+                        }
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    report(args, started.elapsed().as_secs_f64(), latencies, None);
+}
+
+const UPSERT: &str = "\
+    INSERT INTO checkpoint \
+        (namespace, event_hub, consumer_group, partition_id, event_offset, sequence_number) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+    ON CONFLICT (namespace, event_hub, consumer_group, partition_id) DO UPDATE \
+    SET event_offset = excluded.event_offset, sequence_number = excluded.sequence_number";
+
+fn plain_update(
+    conn: &mut rusqlite::Connection,
+    partition: usize,
+    seq: i64,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.prepare_cached(UPSERT)?.execute(rusqlite::params![
+        "load.servicebus.windows.net",
+        "hub",
+        "$default",
+        partition.to_string(),
+        (seq * 256).to_string(),
+        seq
+    ])?;
+    tx.commit()
 }
 
 /// A private scratch directory for the default database file.
