@@ -31,6 +31,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// An import found rows that the store already holds with other contents, and was not
+    /// asked to overwrite them. Nothing was written: import again with overwrite to replace
+    /// them, or leave them as they are.
+    #[error("{count} row(s) conflict with the store, nothing was written (first: {first})")]
+    Conflict {
+        /// How many rows conflict.
+        count: usize,
+        /// The first conflicting row and what the store holds instead.
+        first: String,
+    },
+
     /// The database stayed locked by another connection or process for longer than the busy
     /// timeout, or no pooled connection became free in time. Nothing was written; retrying later
     /// is safe.

@@ -328,7 +328,7 @@ impl Inner {
 
 /// Creates a missing database file with `mode`, so that neither it nor the `-wal` and `-shm`
 /// files SQLite derives from it are readable by others. An existing file is not touched.
-fn create_private(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn create_private(path: &Path, mode: u32) -> Result<()> {
     let mut open = OpenOptions::new();
     open.write(true).create_new(true);
     #[cfg(unix)]
