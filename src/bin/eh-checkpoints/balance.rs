@@ -156,11 +156,13 @@ fn plan(
             let (p, listed) = claimable.swap_remove(rng.below(claimable.len()));
             claims.push(new_claim(listed, p));
         } else {
-            // Steal from an owner above the maximum; below the minimum, also from one at it.
+            // Steal from an owner above the maximum; below the minimum, also take the extra
+            // partition of one at the maximum (only when shares differ: an owner at an even
+            // share is never robbed, or two processors would rob each other back and forth).
             let victims: Vec<&str> = held
                 .iter()
                 .filter(|(owner, v)| {
-                    **owner != me && (v.len() > max || (count < min && v.len() == max && max > 0))
+                    **owner != me && (v.len() > max || (count < min && v.len() == max && max > min))
                 })
                 .map(|(owner, _)| *owner)
                 .collect();
@@ -282,6 +284,36 @@ mod tests {
                 &t,
             );
             assert_eq!(c.len(), 2, "{me} only renews");
+        }
+    }
+
+    #[test]
+    fn an_owner_at_an_even_share_is_never_robbed() {
+        let now = OffsetDateTime::now_utc();
+        let t = Ownership::default();
+        // a 9, b 8, c 8, d 7 of 32: d may only take from a.
+        let owner = |p: usize| match p {
+            0..=8 => "a",
+            9..=16 => "b",
+            17..=24 => "c",
+            _ => "d",
+        };
+        let listing: Vec<_> = (0..32).map(|p| owned(p, owner(p), now)).collect();
+        for seed in 1..50 {
+            let mut rng = Rng::new(seed);
+            let d = plan(
+                &listing,
+                &ids(32),
+                "d",
+                now,
+                EXPIRY,
+                Strategy::Greedy,
+                &mut rng,
+                &t,
+            );
+            assert_eq!(d.len(), 8);
+            let stolen: usize = d[7].partition_id.parse().unwrap_or(99);
+            assert_eq!(owner(stolen), "a", "seed {seed} stole {stolen}");
         }
     }
 

@@ -270,6 +270,9 @@ pub struct SimReport {
     pub partitions: u32,
     pub events_per_partition: i64,
     pub checkpoint_every: i64,
+    pub interval_ms: u64,
+    pub expiry_ms: u64,
+    pub strategy: &'static str,
     pub balanced_after_secs: Option<f64>,
     pub killed: Option<KillReport>,
     pub finished_after_secs: f64,
@@ -666,6 +669,9 @@ pub fn run(db: &Path, args: &SimulateArgs) -> Result<SimReport, CliError> {
         partitions: args.partitions,
         events_per_partition: args.events,
         checkpoint_every: args.checkpoint_every,
+        interval_ms: args.interval_ms,
+        expiry_ms: args.expiry_ms,
+        strategy: strategy_name(args.strategy),
         balanced_after_secs: balanced_at.map(|t| secs(t - started)),
         killed: state.killed.as_ref().map(|(w, at, set)| KillReport {
             process: names[*w].clone(),
@@ -989,6 +995,10 @@ pub fn print(report: &SimReport) {
     println!(
         "simulate: {} processes, {} partitions x {} events, a checkpoint every {} events",
         r.processes, r.partitions, r.events_per_partition, r.checkpoint_every
+    );
+    println!(
+        "          load balancing every {} ms, ownership expiry {} ms, {} claiming",
+        r.interval_ms, r.expiry_ms, r.strategy
     );
     println!(
         "store:    {} (group {}/{}/{})",
