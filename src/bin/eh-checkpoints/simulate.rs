@@ -122,8 +122,10 @@ struct State {
     acks: Vec<Ack>,
     refused: usize,
     lost: usize,
-    /// Per partition, how often each event was processed.
-    processed: HashMap<String, Vec<u32>>,
+    /// Per partition, the events processed at least once.
+    processed: HashMap<String, Ranges>,
+    /// Events processed, counting repeats.
+    processed_total: u64,
     replayed_after_kill: u64,
     replayed_other: u64,
     /// Current owner per partition from the latest claim: (store time, owner).
@@ -195,21 +197,19 @@ impl State {
                     .killed
                     .as_ref()
                     .is_some_and(|(_, at, set)| now >= *at && set.contains(&partition));
-                let events = self.events;
-                let counts = self
+                if from > to {
+                    return;
+                }
+                self.processed_total += (to - from + 1) as u64;
+                let replayed = self
                     .processed
                     .entry(partition)
-                    .or_insert_with(|| vec![0; events.max(0) as usize]);
-                for e in from.max(0)..=to.min(events - 1) {
-                    let c = &mut counts[e as usize];
-                    if *c > 0 {
-                        if after_kill {
-                            self.replayed_after_kill += 1;
-                        } else {
-                            self.replayed_other += 1;
-                        }
-                    }
-                    *c += 1;
+                    .or_default()
+                    .insert(from, to);
+                if after_kill {
+                    self.replayed_after_kill += replayed;
+                } else {
+                    self.replayed_other += replayed;
                 }
             }
         }
@@ -256,6 +256,54 @@ impl State {
             }),
             None => false,
         }
+    }
+}
+
+/// A set of events as sorted, disjoint, non-adjacent inclusive ranges: what one partition's
+/// processing covered, in memory proportional to the number of ownership changes rather than
+/// to the number of events.
+#[derive(Debug, Clone, Default)]
+struct Ranges(Vec<(i64, i64)>);
+
+impl Ranges {
+    /// Adds `from..=to` and returns how many of its events were already in the set.
+    fn insert(&mut self, from: i64, to: i64) -> u64 {
+        let mut overlap = 0;
+        let (mut lo, mut hi) = (from, to);
+        let mut kept = Vec::with_capacity(self.0.len() + 1);
+        for &(a, b) in &self.0 {
+            if b < from - 1 || a > to + 1 {
+                kept.push((a, b));
+            } else {
+                overlap += (b.min(to) - a.max(from) + 1).max(0) as u64;
+                lo = lo.min(a);
+                hi = hi.max(b);
+            }
+        }
+        kept.push((lo, hi));
+        kept.sort_unstable();
+        self.0 = kept;
+        overlap
+    }
+
+    /// How many events of `from..=to` are not in the set.
+    fn missing(&self, from: i64, to: i64) -> u64 {
+        let wanted = (to - from + 1).max(0) as u64;
+        let covered: u64 = self
+            .0
+            .iter()
+            .map(|&(a, b)| (b.min(to) - a.max(from) + 1).max(0) as u64)
+            .sum();
+        wanted - covered.min(wanted)
+    }
+
+    #[cfg(test)]
+    fn of(ranges: &[(i64, i64)]) -> Ranges {
+        let mut r = Ranges::default();
+        for &(a, b) in ranges {
+            r.insert(a, b);
+        }
+        r
     }
 }
 
@@ -470,6 +518,7 @@ pub fn run(db: &Path, args: &SimulateArgs) -> Result<SimReport, CliError> {
         refused: 0,
         lost: 0,
         processed: HashMap::new(),
+        processed_total: 0,
         replayed_after_kill: 0,
         replayed_other: 0,
         owner_of: HashMap::new(),
@@ -654,12 +703,7 @@ pub fn run(db: &Path, args: &SimulateArgs) -> Result<SimReport, CliError> {
 
     let checks = verify(&state, &store)?;
     let ok = checks.iter().all(|c| c.ok);
-    let processed: u64 = state
-        .processed
-        .values()
-        .flat_map(|v| v.iter())
-        .map(|c| u64::from(*c))
-        .sum();
+    let processed = state.processed_total;
     let report = SimReport {
         db: db.to_owned(),
         namespace: SIM_NAMESPACE,
@@ -970,10 +1014,10 @@ fn verify(state: &State, store: &SqliteCheckpointStore) -> Result<Vec<CheckResul
                 state.events - 1
             ));
         }
-        let counts = state.processed.get(p);
-        let missing = (0..=stored)
-            .filter(|e| counts.is_none_or(|c| c.get(*e as usize).copied().unwrap_or(0) == 0))
-            .count();
+        let missing = state
+            .processed
+            .get(p)
+            .map_or((stored + 1).max(0) as u64, |r| r.missing(0, stored));
         if missing > 0 {
             problems.push(format!(
                 "partition {p}: {missing} events up to {stored} were never processed"
@@ -1090,7 +1134,8 @@ mod tests {
             acks: vec![ack(0, 0, "e1", 0), ack(1, 2, "e2", 1)],
             refused: 0,
             lost: 0,
-            processed: HashMap::from([("0".to_owned(), vec![1, 2, 1])]),
+            processed: HashMap::from([("0".to_owned(), Ranges::of(&[(0, 2), (1, 1)]))]),
+            processed_total: 4,
             replayed_after_kill: 0,
             replayed_other: 1,
             owner_of: HashMap::new(),
@@ -1126,6 +1171,19 @@ mod tests {
             .filter(|c| !c.ok)
             .map(|c| c.name)
             .collect()
+    }
+
+    #[test]
+    fn ranges_count_repeats_and_gaps() {
+        let mut r = Ranges::default();
+        assert_eq!(r.insert(0, 9), 0);
+        assert_eq!(r.insert(20, 29), 0);
+        assert_eq!(r.missing(0, 29), 10);
+        assert_eq!(r.insert(5, 24), 10, "5..=9 and 20..=24 were seen");
+        assert_eq!(r.insert(30, 30), 0, "adjacent ranges merge");
+        assert_eq!(r.0, [(0, 30)]);
+        assert_eq!(r.missing(0, 30), 0);
+        assert_eq!(r.missing(0, 31), 1);
     }
 
     #[test]
@@ -1173,7 +1231,8 @@ mod tests {
         );
 
         let (mut s, store) = scenario();
-        s.processed.insert("0".into(), vec![1, 0, 1]);
+        s.processed
+            .insert("0".into(), Ranges::of(&[(0, 0), (2, 2)]));
         assert_eq!(
             failed(&s, &store),
             ["every event up to the final checkpoint processed at least once"]
