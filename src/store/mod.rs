@@ -117,9 +117,7 @@ impl SqliteCheckpointStore {
         if path.is_dir() {
             return Err(Error::Io {
                 path: None,
-                source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
-                    "the path is a directory, not a database file",
-                )),
+                source: crate::error::message("the path is a directory, not a database file"),
             });
         }
         create_private(path, options.file_mode())?;
@@ -352,7 +350,7 @@ impl Inner {
 
 /// Creates a missing database file with `mode`, so that neither it nor the `-wal` and `-shm`
 /// files SQLite derives from it are readable by others. An existing file is not touched.
-fn create_private(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn create_private(path: &Path, mode: u32) -> Result<()> {
     let mut open = OpenOptions::new();
     open.write(true).create_new(true);
     #[cfg(unix)]
