@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "azure")]
+mod azure;
 mod checkpoint_store;
 mod error;
 mod model;
