@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod admin;
+#[cfg(feature = "azure")]
+mod azure;
 mod checkpoint_store;
 mod eph;
 mod error;
