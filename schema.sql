@@ -38,3 +38,8 @@ CREATE TABLE checkpoint (
     -- it as offset "-1", sequence number 0; the modern API does not list it.
     PRIMARY KEY (namespace, event_hub, consumer_group, partition_id)
 ) WITHOUT ROWID;
+
+-- version 2
+-- The legacy EventProcessorHost lease's `event_processor_context`: an opaque string the legacy
+-- API stores with the lease (the ownership row). The modern API neither reads nor changes it.
+ALTER TABLE ownership ADD COLUMN event_processor_context TEXT;

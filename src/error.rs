@@ -36,6 +36,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// An import found rows that the store already holds with other contents, and was not
+    /// asked to overwrite them. Nothing was written: import again with overwrite to replace
+    /// them, or leave them as they are.
+    #[error("{count} row(s) conflict with the store, nothing was written (first: {first})")]
+    Conflict {
+        /// How many rows conflict.
+        count: usize,
+        /// The first conflicting row and what the store holds instead.
+        first: String,
+    },
+
     /// The database stayed locked by another connection or process for longer than the busy
     /// timeout, or no pooled connection became free in time. Nothing was written; retrying later
     /// is safe.
@@ -121,6 +132,11 @@ pub enum Error {
     },
 }
 
+/// A [`Source`] that is only a message, for causes that are not errors of another library.
+pub(crate) fn message(text: &str) -> Source {
+    Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(text))
+}
+
 fn path_or_memory(path: &Option<PathBuf>) -> String {
     match path {
         Some(p) => format!("`{}`", p.display()),
@@ -180,6 +196,12 @@ impl Error {
     /// True for the errors that mean "try again later": busy and locked.
     pub fn is_busy(&self) -> bool {
         matches!(self, Error::Busy { .. })
+    }
+
+    /// True when a fenced write or a legacy lease operation found that the ownership (lease)
+    /// it relied on is no longer current: [`Error::OwnershipLost`].
+    pub fn is_ownership_lost(&self) -> bool {
+        matches!(self, Error::OwnershipLost { .. })
     }
 }
 

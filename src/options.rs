@@ -65,6 +65,7 @@ pub struct StoreOptions {
     pool_size: u32,
     clock: Arc<dyn Clock>,
     file_mode: u32,
+    check_on_open: bool,
 }
 
 impl Default for StoreOptions {
@@ -75,13 +76,14 @@ impl Default for StoreOptions {
             pool_size: 8,
             clock: Arc::new(SystemClock),
             file_mode: 0o600,
+            check_on_open: true,
         }
     }
 }
 
 impl StoreOptions {
     /// The defaults: [`Durability::Full`], a 5 s busy timeout, 8 pooled connections, the
-    /// [`SystemClock`] and file mode `0o600`.
+    /// [`SystemClock`], file mode `0o600` and the integrity check on open.
     pub fn new() -> Self {
         Self::default()
     }
@@ -100,7 +102,8 @@ impl StoreOptions {
         self
     }
 
-    /// Sets the most connections the pool keeps open (at least 1). Default: 8.
+    /// Sets how many connections the store opens (all at `open`) and keeps (at least 1).
+    /// Default: 8.
     pub fn with_pool_size(mut self, size: u32) -> Self {
         self.pool_size = size.max(1);
         self
@@ -118,6 +121,16 @@ impl StoreOptions {
     /// Default: `0o600`, readable and writable by the owner only.
     pub fn with_file_mode(mut self, mode: u32) -> Self {
         self.file_mode = mode;
+        self
+    }
+
+    /// Sets whether opening a file runs SQLite's `PRAGMA quick_check`, so that a damaged file
+    /// is refused with [`Error::NotADatabase`](crate::Error::NotADatabase) instead of being
+    /// read as a store with rows missing. It reads every page once (about 5 ms for a store of
+    /// 10,000 partitions) and writes nothing. Turn it off only to open a damaged file anyway,
+    /// as `eh-checkpoints check` does to report the damage. Default: `true`.
+    pub fn with_check_on_open(mut self, check: bool) -> Self {
+        self.check_on_open = check;
         self
     }
 
@@ -144,5 +157,10 @@ impl StoreOptions {
     /// The file mode for new files. Default: `0o600`.
     pub fn file_mode(&self) -> u32 {
         self.file_mode
+    }
+
+    /// Whether opening runs `PRAGMA quick_check`. Default: `true`.
+    pub fn check_on_open(&self) -> bool {
+        self.check_on_open
     }
 }

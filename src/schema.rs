@@ -80,7 +80,7 @@ fn explain(conn: &Connection, err: rusqlite::Error) -> rusqlite::Error {
     let Some(path) = conn.path().map(Path::new).filter(|p| p.is_file()) else {
         return err;
     };
-    match err.sqlite_error_code() {
+    match code(&err) {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => match truncation(path) {
             Some(detail) => failure(ffi::SQLITE_CORRUPT, detail),
             None => err,
@@ -104,6 +104,16 @@ fn explain(conn: &Connection, err: rusqlite::Error) -> rusqlite::Error {
         }
         _ => err,
     }
+}
+
+/// SQLite's result code of `err`, also for an error in a statement's text (which rusqlite
+/// reports as a variant of its own, with the code as its source).
+fn code(err: &rusqlite::Error) -> Option<ErrorCode> {
+    err.sqlite_error_code().or_else(|| {
+        std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<ffi::Error>())
+            .map(|e| e.code)
+    })
 }
 
 /// `path` with `suffix` appended to its file name, as SQLite names the `-wal` and `-shm` files.
@@ -198,20 +208,41 @@ fn corrupt(detail: String) -> Error {
     }
 }
 
-/// A schema object as `sqlite_master` records it: (type, name, table, the SQL that made it).
-type Object = (String, String, String, Option<String>);
+/// A schema object: (type, name, table, its columns as "name type notnull default pk; ...").
+/// Its shape, not its SQL text: a file written by an older build may spell the same DDL with
+/// other comments or spacing.
+type Object = (String, String, String, String);
 
 /// The schema objects of `conn`'s database, in a fixed order.
 fn objects(conn: &Connection) -> rusqlite::Result<Vec<Object>> {
-    const OBJECTS: &str = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name";
+    const OBJECTS: &str = "\
+        SELECT m.type, m.name, m.tbl_name, c.name, c.type, c.\"notnull\", c.dflt_value, c.pk \
+        FROM sqlite_master AS m LEFT JOIN pragma_table_info(m.name) AS c \
+        ORDER BY m.name, c.cid";
     let mut stmt = conn.prepare(OBJECTS)?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-    rows.collect()
+    let mut rows = stmt.query([])?;
+    let mut objects: Vec<Object> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let (kind, name, table): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let column = match r.get::<_, Option<String>>(3)? {
+            Some(col) => format!(
+                "{col} {} {} {} {};",
+                r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                r.get::<_, Option<i64>>(5)?.unwrap_or_default(),
+                r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                r.get::<_, Option<i64>>(7)?.unwrap_or_default(),
+            ),
+            None => String::new(),
+        };
+        match objects.last_mut() {
+            Some(last) if last.1 == name => last.3.push_str(&column),
+            _ => objects.push((kind, name, table, column)),
+        }
+    }
+    Ok(objects)
 }
 
 /// The schema objects that the steps of `schema.sql` up to `version` make, built in memory.
-/// A migrated file has the same: SQLite records each `CREATE` as written and edits it in
-/// place for each `ALTER`, the same steps in the same order.
 fn expected_objects(version: i64) -> Result<Vec<Object>> {
     let conn = Connection::open_in_memory()?;
     for (step, sql) in steps() {
@@ -223,7 +254,7 @@ fn expected_objects(version: i64) -> Result<Vec<Object>> {
 }
 
 /// Refuses a recognised file that is damaged where SQLite itself does not notice at once.
-fn check_intact(conn: &Connection, found: &Found) -> Result<()> {
+fn check_intact(conn: &Connection, found: &Found, quick_check: bool) -> Result<()> {
     // A damaged schema (say, a column name with a flipped bit) reads as a store whose every
     // statement fails: compare it with what this version's steps make. Objects of the file's
     // own (an index, or `sqlite_stat1` after an `ANALYZE`) are no damage.
@@ -251,7 +282,18 @@ fn check_intact(conn: &Connection, found: &Found) -> Result<()> {
     }
     // A damaged b-tree can read as a valid store that silently misses rows. The check reads
     // every page once (milliseconds for a checkpoint store) and writes nothing.
-    let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0))?;
+    if !quick_check {
+        return Ok(());
+    }
+    let check: String = match conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)) {
+        Ok(check) => check,
+        // A generic error here is a damaged schema SQLite only notices when it evaluates it,
+        // such as a CHECK constraint that calls an unknown function.
+        Err(e) if code(&e) == Some(ErrorCode::Unknown) => {
+            return Err(corrupt(format!("sqlite cannot check it: {e}")))
+        }
+        Err(e) => return Err(e.into()),
+    };
     if check != "ok" {
         return Err(corrupt(format!("sqlite's integrity check found: {check}")));
     }
@@ -261,7 +303,7 @@ fn check_intact(conn: &Connection, found: &Found) -> Result<()> {
 /// Makes `conn`'s database a store at the supported version: checks what the file is, turns
 /// on WAL (files only), and applies the missing schema steps in one `BEGIN IMMEDIATE`
 /// transaction. Safe to run from many processes at once: the check is repeated under the lock.
-pub(crate) fn initialize(conn: &mut Connection, wal: bool) -> Result<()> {
+pub(crate) fn initialize(conn: &mut Connection, wal: bool, quick_check: bool) -> Result<()> {
     // SQLite falls back to a read-only handle when the file cannot be opened for writing.
     if conn.is_readonly(rusqlite::MAIN_DB)? {
         return Err(Error::ReadOnly {
@@ -274,7 +316,7 @@ pub(crate) fn initialize(conn: &mut Connection, wal: bool) -> Result<()> {
     let found = {
         let snapshot = conn.transaction()?;
         let found = inspect(&snapshot)?;
-        check_intact(&snapshot, &found)?;
+        check_intact(&snapshot, &found, quick_check)?;
         snapshot.commit()?;
         found
     };

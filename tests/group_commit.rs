@@ -219,3 +219,56 @@ fn the_latest_write_to_a_partition_wins() {
         "{stored:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn legacy_lease_checked_writes_batch_with_the_rest_and_a_lost_lease_fails_alone() {
+    use eventhubs_checkpointstore_sqlite::legacy::{
+        Checkpoint as LegacyCheckpoint, CheckpointManager, HostContext, LeaseManager,
+        SqliteCheckpointLeaseManager,
+    };
+    let (_dir, _path, store) = file_store();
+    let host = |name: &str| {
+        SqliteCheckpointLeaseManager::new(&store, HostContext::new(NS, HUB, GROUP, name)).unwrap()
+    };
+    let (a, b) = (host("a"), host("b"));
+    let mut leases = Vec::new();
+    for p in 0..8 {
+        let mut lease = a.create_lease_if_not_exists(&p.to_string()).await.unwrap();
+        a.acquire_lease(&mut lease).await.unwrap();
+        leases.push(lease);
+    }
+    // b steals partition 0: a's copy of that lease is now stale.
+    let mut stolen = b.get_lease("0").await.unwrap().unwrap();
+    b.acquire_lease(&mut stolen).await.unwrap();
+
+    let a = std::sync::Arc::new(a);
+    let mut tasks = tokio::task::JoinSet::new();
+    for lease in leases {
+        let a = a.clone();
+        tasks.spawn(async move {
+            let cp = LegacyCheckpoint::at(&lease.partition_id, "4096", 7);
+            (
+                lease.partition_id.clone(),
+                a.update_checkpoint(&lease, &cp).await,
+            )
+        });
+    }
+    within(async {
+        while let Some(r) = tasks.join_next().await {
+            let (partition, result) = r.unwrap();
+            if partition == "0" {
+                assert!(
+                    matches!(result, Err(Error::OwnershipLost { .. })),
+                    "{result:?}"
+                );
+            } else {
+                result.unwrap();
+            }
+        }
+    })
+    .await;
+    let stored = store.list_checkpoints(NS, HUB, GROUP).await.unwrap();
+    let written: Vec<&str> = stored.iter().map(|c| c.partition_id.as_str()).collect();
+    assert_eq!(written, ["1", "2", "3", "4", "5", "6", "7"]);
+    assert_eq!(store.commit_stats().writes, 7);
+}

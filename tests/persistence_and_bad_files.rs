@@ -220,5 +220,27 @@ fn a_read_only_file_is_refused_with_a_read_only_error() {
     let err = SqliteCheckpointStore::open(&path).unwrap_err();
     assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
     assert!(err.to_string().ends_with("is read-only"), "{err}");
-    assert_eq!(read_bytes(&path), before);
+    assert!(
+        read_bytes(&path) == before,
+        "the file must stay byte-identical"
+    );
+}
+
+#[test]
+fn dropping_the_last_handle_closes_the_file_at_once() {
+    for _ in 0..20 {
+        let (_dir, path, store) = file_store();
+        let clone = store.clone();
+        clone
+            .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
+            .unwrap();
+        assert!(path.with_extension("db-wal").exists());
+        drop(store);
+        drop(clone);
+        // The last connection checkpointed the WAL into the file and removed it.
+        assert!(
+            !path.with_extension("db-wal").exists(),
+            "the file is still open"
+        );
+    }
 }

@@ -34,8 +34,17 @@ pub(crate) struct Write {
     pub key: PartitionKey,
     pub offset: Option<String>,
     pub sequence_number: Option<i64>,
-    /// Write only while this (owner id, etag) is the partition's stored ownership.
-    pub fence: Option<(String, String)>,
+    /// Write only while this ownership is the partition's stored one.
+    pub fence: Option<Fence>,
+}
+
+/// The ownership a fenced write depends on, checked inside the batch's transaction.
+#[derive(Debug)]
+pub(crate) struct Fence {
+    pub owner_id: String,
+    pub etag: String,
+    /// Legacy writes also store the lease's `event_processor_context` (`Some(None)` clears it).
+    pub context: Option<Option<String>>,
 }
 
 enum Msg {
@@ -197,8 +206,9 @@ fn commit(inner: &Inner, batch: Vec<Pending>) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for p in &batch {
             let w = &p.write;
-            if let Some((owner, etag)) = &w.fence {
-                match ops::check_owner(&tx, &w.key, owner, etag) {
+            if let Some(f) = &w.fence {
+                let context = f.context.as_ref().map(Option::as_deref);
+                match ops::fence(&tx, &w.key, &f.owner_id, &f.etag, context) {
                     Ok(()) => {}
                     Err(lost @ Error::OwnershipLost { .. }) => {
                         fenced_out.push(Some(lost));

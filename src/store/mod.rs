@@ -1,7 +1,7 @@
 //! `SqliteCheckpointStore`: an r2d2 pool over one SQLite file, the sync core (`ops`) and the
 //! async shell around it.
 
-mod group_commit;
+pub(crate) mod group_commit;
 
 pub use group_commit::CommitStats;
 pub(crate) mod ops;
@@ -100,7 +100,7 @@ impl SqliteCheckpointStore {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut keeper = Connection::open_with_flags(&uri, flags)?;
         schema::configure(&keeper, options.durability(), options.busy_timeout())?;
-        schema::initialize(&mut keeper, false)?;
+        schema::initialize(&mut keeper, false, options.check_on_open())?;
         let pool = Self::pool(&uri, flags, &options)?;
         Ok(SqliteCheckpointStore {
             inner: Arc::new(Inner {
@@ -117,16 +117,14 @@ impl SqliteCheckpointStore {
         if path.is_dir() {
             return Err(Error::Io {
                 path: None,
-                source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
-                    "the path is a directory, not a database file",
-                )),
+                source: crate::error::message("the path is a directory, not a database file"),
             });
         }
         create_private(path, options.file_mode())?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut setup = Connection::open_with_flags(path, flags)?;
         schema::configure(&setup, options.durability(), options.busy_timeout())?;
-        schema::initialize(&mut setup, true)?;
+        schema::initialize(&mut setup, true, options.check_on_open())?;
         drop(setup);
         let pool = Self::pool(path, flags, &options)?;
         Ok(SqliteCheckpointStore {
@@ -149,16 +147,17 @@ impl SqliteCheckpointStore {
         let manager = SqliteConnectionManager::file(target)
             .with_flags(flags)
             .with_init(move |c| schema::configure(c, durability, busy));
+        // Every connection is opened here, and none is ever reaped (no idle timeout, no
+        // maximum lifetime) or replaced (SQLite connections never report broken). So no r2d2
+        // background task runs after `open`, none can hold the pool alive, and dropping the last
+        // store handle closes the file at once.
         Ok(Pool::builder()
             .max_size(options.pool_size())
-            .min_idle(Some(1))
-            .connection_timeout(busy.max(std::time::Duration::from_millis(1)))
-            .test_on_check_out(false)
-            // No reaping: a SQLite connection is a file handle, not worth closing when idle,
-            // and r2d2's reaper job reschedules itself forever, which keeps the pool's three
-            // worker threads alive after the pool is dropped.
+            .min_idle(Some(options.pool_size()))
             .idle_timeout(None)
             .max_lifetime(None)
+            .connection_timeout(busy.max(std::time::Duration::from_millis(1)))
+            .test_on_check_out(false)
             .build(manager)?)
     }
 
@@ -216,6 +215,11 @@ impl SqliteCheckpointStore {
                 source: Some(Arc::new(e)),
             }),
         }
+    }
+
+    /// Commits a validated checkpoint write in the next group commit.
+    pub(crate) async fn submit(&self, write: group_commit::Write) -> Result<()> {
+        group_commit::submit(&self.inner, write).await
     }
 
     /// [`CheckpointStore::claim_ownership`] on the calling thread.
@@ -346,7 +350,7 @@ impl Inner {
 
 /// Creates a missing database file with `mode`, so that neither it nor the `-wal` and `-shm`
 /// files SQLite derives from it are readable by others. An existing file is not touched.
-fn create_private(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn create_private(path: &Path, mode: u32) -> Result<()> {
     let mut open = OpenOptions::new();
     open.write(true).create_new(true);
     #[cfg(unix)]
@@ -404,7 +408,14 @@ fn checkpoint_write(
     fence: Option<&Ownership>,
 ) -> Result<group_commit::Write> {
     let key = checkpoint.validate()?;
-    let fence = fence.map(|o| ops::validate_fence(&key, o)).transpose()?;
+    let fence = fence
+        .map(|o| ops::validate_fence(&key, o))
+        .transpose()?
+        .map(|(owner_id, etag)| group_commit::Fence {
+            owner_id,
+            etag,
+            context: None,
+        });
     Ok(group_commit::Write {
         key,
         offset: checkpoint.offset.clone(),

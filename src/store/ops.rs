@@ -27,27 +27,52 @@ pub(crate) fn new_etag() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// One validated claim: its key, the owner to write (None releases) and the etag it presents.
+/// One validated claim: its group (an index into the batch's distinct groups), the owner to
+/// write (None releases) and the etag it presents.
 struct Claim<'a> {
     request: &'a Ownership,
-    key: PartitionKey,
+    group: usize,
     owner: Option<&'a str>,
     etag: Option<&'a str>,
 }
 
-fn validate_claim(request: &Ownership) -> Result<Claim<'_>> {
-    let key = request.key()?;
-    let owner = model::owner(request.owner_id.as_deref())?;
-    let etag = match request.etag.as_deref() {
-        None | Some("") => None,
-        Some(e) => Some(model::bounded("etag", e, MAX_NAME_LEN)?),
-    };
-    Ok(Claim {
-        request,
-        key,
-        owner,
-        etag,
-    })
+/// Validates a whole batch before anything is written. Each distinct (namespace, hub, group)
+/// is folded once: a batch almost always names one.
+fn validate_claims(requests: &[Ownership]) -> Result<(Vec<GroupKey>, Vec<Claim<'_>>)> {
+    let mut groups: Vec<(GroupKey, &Ownership)> = Vec::new();
+    let mut claims = Vec::with_capacity(requests.len());
+    for request in requests {
+        let same = |(_, seen): &(GroupKey, &Ownership)| {
+            seen.fully_qualified_namespace == request.fully_qualified_namespace
+                && seen.event_hub_name == request.event_hub_name
+                && seen.consumer_group == request.consumer_group
+        };
+        let group = match groups.iter().position(same) {
+            Some(i) => i,
+            None => {
+                let key = GroupKey::new(
+                    &request.fully_qualified_namespace,
+                    &request.event_hub_name,
+                    &request.consumer_group,
+                )?;
+                groups.push((key, request));
+                groups.len() - 1
+            }
+        };
+        model::name("partition_id", &request.partition_id)?;
+        let owner = model::owner(request.owner_id.as_deref())?;
+        let etag = match request.etag.as_deref() {
+            None | Some("") => None,
+            Some(e) => Some(model::bounded("etag", e, MAX_NAME_LEN)?),
+        };
+        claims.push(Claim {
+            request,
+            group,
+            owner,
+            etag,
+        });
+    }
+    Ok((groups.into_iter().map(|(g, _)| g).collect(), claims))
 }
 
 /// Create-only: succeeds only when the partition has no ownership row. A new owned row starts
@@ -73,10 +98,7 @@ pub(crate) fn claim_ownership(
     clock: &dyn Clock,
     requests: &[Ownership],
 ) -> Result<Vec<Ownership>> {
-    let claims = requests
-        .iter()
-        .map(validate_claim)
-        .collect::<Result<Vec<_>>>()?;
+    let (groups, claims) = validate_claims(requests)?;
     if claims.is_empty() {
         return Ok(Vec::new());
     }
@@ -89,23 +111,24 @@ pub(crate) fn claim_ownership(
         let mut insert = tx.prepare_cached(INSERT_OWNERSHIP)?;
         let mut update = tx.prepare_cached(UPDATE_OWNERSHIP)?;
         for claim in &claims {
-            let k = &claim.key;
+            let g = &groups[claim.group];
+            let partition_id = &claim.request.partition_id;
             let etag = new_etag();
             let changed = match claim.etag {
                 None => insert.execute(params![
-                    k.namespace,
-                    k.event_hub,
-                    k.consumer_group,
-                    k.partition_id,
+                    g.namespace,
+                    g.event_hub,
+                    g.consumer_group,
+                    partition_id,
                     claim.owner,
                     etag,
                     stamp
                 ])?,
                 Some(expected) => update.execute(params![
-                    k.namespace,
-                    k.event_hub,
-                    k.consumer_group,
-                    k.partition_id,
+                    g.namespace,
+                    g.event_hub,
+                    g.consumer_group,
+                    partition_id,
                     claim.owner,
                     etag,
                     stamp,
@@ -113,17 +136,21 @@ pub(crate) fn claim_ownership(
                 ])?,
             };
             if changed == 1 {
+                let r = claim.request;
                 won.push(Ownership {
+                    fully_qualified_namespace: r.fully_qualified_namespace.clone(),
+                    event_hub_name: r.event_hub_name.clone(),
+                    consumer_group: r.consumer_group.clone(),
+                    partition_id: partition_id.clone(),
                     owner_id: claim.owner.map(ToOwned::to_owned),
                     etag: Some(etag),
                     last_modified_time: Some(now),
-                    ..claim.request.clone()
                 });
             } else {
                 // Losing a race is normal under load balancing: leave it out, as the Blob
                 // stores do, and never fail the batch for it.
                 tracing::debug!(
-                    partition_id = %k.partition_id,
+                    partition_id = %partition_id,
                     presented_etag = ?claim.etag,
                     "ownership claim lost"
                 );
@@ -268,6 +295,44 @@ pub(crate) fn check_owner(
         )),
         Some(_) => Ok(()),
     }
+}
+
+/// Stores a legacy lease's `event_processor_context` on its ownership row, only while that
+/// owner and etag are current (EventProcessorHost kept both in one lease blob). The etag is not
+/// rotated: the writer still holds the lease.
+const FENCE_WITH_CONTEXT: &str = "\
+    UPDATE ownership SET event_processor_context = ?7 \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
+      AND owner_id = ?5 AND etag = ?6";
+
+/// Checks, inside `tx`, that (owner, etag) is still the partition's ownership; with `context`
+/// (legacy writes) it also stores that context on the ownership row in the same step.
+pub(crate) fn fence(
+    tx: &Transaction<'_>,
+    key: &PartitionKey,
+    owner_id: &str,
+    etag: &str,
+    context: Option<Option<&str>>,
+) -> Result<()> {
+    let Some(context) = context else {
+        return check_owner(tx, key, owner_id, etag);
+    };
+    let changed = tx.prepare_cached(FENCE_WITH_CONTEXT)?.execute(params![
+        key.namespace,
+        key.event_hub,
+        key.consumer_group,
+        key.partition_id,
+        owner_id,
+        etag,
+        context
+    ])?;
+    if changed == 1 {
+        return Ok(());
+    }
+    check_owner(tx, key, owner_id, etag)?;
+    Err(Error::internal(
+        "a fenced write changed nothing although its ownership is current",
+    ))
 }
 
 /// Checks that `ownership` can fence a write to `key`: the same partition, with an owner and

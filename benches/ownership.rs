@@ -1,0 +1,204 @@
+//! Ownership at the scale of a big hub: claim, renew and list 1024 partitions in one call,
+//! against plain rusqlite doing the same in one transaction (target 3).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use common::*;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use eventhubs_checkpointstore_sqlite::{CheckpointStore, Durability, Ownership};
+
+const N: usize = 1024;
+
+const INSERT: &str = "INSERT INTO ownership \
+    (namespace, event_hub, consumer_group, partition_id, owner_id, etag, last_modified, epoch) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?5 IS NOT NULL) ON CONFLICT DO NOTHING";
+const UPDATE: &str = "UPDATE ownership SET owner_id = ?5, etag = ?6, last_modified = ?7, \
+    epoch = epoch + (?5 IS NOT NULL AND owner_id IS NOT ?5) \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
+      AND etag = ?8";
+
+/// The baseline claim: the same statements, one transaction, a fresh UUID etag per row.
+fn plain_claim(conn: &mut rusqlite::Connection, requests: &[Ownership]) -> usize {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;
+    let mut won = 0;
+    {
+        let mut insert = tx.prepare_cached(INSERT).unwrap();
+        let mut update = tx.prepare_cached(UPDATE).unwrap();
+        for r in requests {
+            let etag = uuid::Uuid::new_v4().to_string();
+            let p = rusqlite::params![NS, HUB, GROUP, r.partition_id, r.owner_id, etag, now];
+            won += match &r.etag {
+                None => insert.execute(p).unwrap(),
+                Some(e) => update
+                    .execute(rusqlite::params![
+                        NS,
+                        HUB,
+                        GROUP,
+                        r.partition_id,
+                        r.owner_id,
+                        etag,
+                        now,
+                        e
+                    ])
+                    .unwrap(),
+            };
+        }
+    }
+    tx.commit().unwrap();
+    won
+}
+
+fn plain_list(conn: &rusqlite::Connection) -> usize {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT partition_id, owner_id, etag, last_modified FROM ownership \
+             WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([NS, HUB, GROUP], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .unwrap();
+    rows.count()
+}
+
+fn creates() -> Vec<Ownership> {
+    (0..N).map(|p| ownership(p, "me", None)).collect()
+}
+
+/// 1024 create-only claims in a consumer group no one has used: each iteration inserts into
+/// the same growing table, for the store and the baseline alike.
+fn creates_in_new_group(i: &mut usize) -> Vec<Ownership> {
+    *i += 1;
+    let group = format!("g{i}");
+    creates()
+        .into_iter()
+        .map(|mut o| {
+            o.consumer_group.clone_from(&group);
+            o
+        })
+        .collect()
+}
+
+fn ownership_benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut group = c.benchmark_group("claim_1024");
+    let mut i = 0;
+    // Each iteration claims 1024 new partitions in a fresh group of the same file.
+    let create_store = store(dir.path(), "claim.db", Durability::Full);
+    group.bench_function("store_create", |b| {
+        let store = &create_store;
+        b.to_async(&rt).iter_batched(
+            || creates_in_new_group(&mut i),
+            |batch| {
+                let store = store.clone();
+                async move { assert_eq!(store.claim_ownership(&batch).await.unwrap().len(), N) }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let create_conn = RefCell::new(plain(dir.path(), "claim-plain.db", Durability::Full));
+    group.bench_function("plain_rusqlite_create", |b| {
+        let conn = &create_conn;
+        let mut j = 0;
+        b.iter_batched(
+            || creates_in_new_group(&mut j),
+            |batch| assert_eq!(plain_claim(&mut conn.borrow_mut(), &batch), N),
+            BatchSize::PerIteration,
+        )
+    });
+    // Renewing 1024 held partitions with their current etags.
+    let store = store(dir.path(), "renew.db", Durability::Full);
+    let held = RefCell::new(store.blocking_claim_ownership(&creates()).unwrap());
+    group.bench_function("store_renew", |b| {
+        b.to_async(&rt).iter(|| {
+            let store = store.clone();
+            let batch = held.borrow().clone();
+            let held = &held;
+            async move {
+                let renewed = store.claim_ownership(&batch).await.unwrap();
+                assert_eq!(renewed.len(), N);
+                *held.borrow_mut() = renewed;
+            }
+        })
+    });
+    let conn = RefCell::new(plain(dir.path(), "renew-plain.db", Durability::Full));
+    plain_claim(&mut conn.borrow_mut(), &creates());
+    group.bench_function("plain_rusqlite_renew", |b| {
+        b.iter_batched(
+            || {
+                // The etags as listed, like a processor renewing from its last list.
+                let conn = conn.borrow();
+                let mut stmt = conn
+                    .prepare("SELECT partition_id, etag FROM ownership")
+                    .unwrap();
+                let listed: Vec<Ownership> = stmt
+                    .query_map([], |r| {
+                        Ok(ownership(
+                            r.get::<_, String>(0)?.parse().unwrap(),
+                            "me",
+                            Some(r.get(1)?),
+                        ))
+                    })
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                listed
+            },
+            |batch| assert_eq!(plain_claim(&mut conn.borrow_mut(), &batch), N),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("list_1024");
+    for p in 0..N {
+        store
+            .blocking_update_checkpoint(&checkpoint(p, p as i64))
+            .unwrap();
+    }
+    group.bench_function("store_ownerships", |b| {
+        b.to_async(&rt).iter(|| async {
+            assert_eq!(
+                store.list_ownerships(NS, HUB, GROUP).await.unwrap().len(),
+                N
+            )
+        })
+    });
+    group.bench_function("store_checkpoints", |b| {
+        b.to_async(&rt).iter(|| async {
+            assert_eq!(
+                store.list_checkpoints(NS, HUB, GROUP).await.unwrap().len(),
+                N
+            )
+        })
+    });
+    group.bench_function("plain_rusqlite_ownerships", |b| {
+        b.iter(|| assert_eq!(plain_list(&conn.borrow()), N))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = ownership_benches
+}
+criterion_main!(benches);
