@@ -60,7 +60,7 @@ fn processes_and_tasks_soak_one_file_without_losing_a_write() {
     let (dir, path, store) =
         file_store_with(StoreOptions::new().with_busy_timeout(Duration::from_secs(30)));
     let go = dir.path().join("go");
-    let children: Vec<_> = (0..processes)
+    let mut children: Vec<_> = (0..processes)
         .map(|p| {
             reexec(
                 TEST,
@@ -69,6 +69,18 @@ fn processes_and_tasks_soak_one_file_without_losing_a_write() {
             )
             .spawn()
             .unwrap()
+        })
+        .collect();
+    // Read every worker's output as it comes: a full pipe would stall the worker.
+    let readers: Vec<_> = children
+        .iter_mut()
+        .map(|child| {
+            let mut stdout = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+                text
+            })
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
@@ -90,10 +102,11 @@ fn processes_and_tasks_soak_one_file_without_losing_a_write() {
     drop(locker);
 
     let mut log = Log::default();
-    for (p, child) in children.into_iter().enumerate() {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "process {p} failed: {out:?}");
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for (p, (mut child, reader)) in children.into_iter().zip(readers).enumerate() {
+        let status = child.wait().unwrap();
+        let out = reader.join().unwrap();
+        assert!(status.success(), "process {p} failed ({status}): {out}");
+        for line in out.lines() {
             log.record(line);
         }
     }
