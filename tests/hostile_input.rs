@@ -3,15 +3,19 @@
 //! naming the field, never a panic, and a refused request writes nothing.
 //! (Fixed hostile names are in `busy_and_hostile_input.rs`.)
 //!
+//! Also damaged export documents and EventProcessorHost lease blobs (the stable twins of the
+//! `import_json` and `eph_lease` fuzz targets).
+//!
 //! `EHCS_HOSTILE_CASES` sets the cases per property (default 256, or 5000 with
-//! `EHCS_HEAVY=1`).
+//! `EHCS_HEAVY=1`); `EHCS_SEED` replays the damaged documents of a run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::*;
 use eventhubs_checkpointstore_sqlite::{
-    Checkpoint, Error, Ownership, SqliteCheckpointStore, MAX_NAME_LEN, MAX_OFFSET_LEN,
+    Checkpoint, EphLease, Error, Ownership, SqliteCheckpointStore, StoreExport, MAX_NAME_LEN,
+    MAX_OFFSET_LEN,
 };
 use proptest::prelude::*;
 
@@ -222,4 +226,225 @@ fn sequence_numbers_at_the_i64_limits_survive_a_reopen() {
         .map(|c| c.sequence_number)
         .collect();
     assert_eq!(stored, limits.map(Some));
+}
+
+/// Damages a JSON document: half the time its bytes (a flipped byte, a cut, a JSON token
+/// inserted, the end cut off), half the time its values (a value replaced by a hostile one, a
+/// key removed, an array entry repeated), which keeps it JSON and so reaches the validation.
+fn mutate(doc: &[u8], rng: &mut common::Rng) -> Vec<u8> {
+    if rng.below(0..2) == 0 {
+        mutate_bytes(doc, rng)
+    } else {
+        let mut value: serde_json::Value = serde_json::from_slice(doc).unwrap();
+        for _ in 0..rng.below(1..4) {
+            mutate_value(&mut value, rng);
+        }
+        serde_json::to_vec(&value).unwrap()
+    }
+}
+
+fn mutate_bytes(doc: &[u8], rng: &mut common::Rng) -> Vec<u8> {
+    const TOKENS: &[&str] = &[
+        "\"",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "null",
+        "-1",
+        "0",
+        "1e400",
+        "9223372036854775808",
+        "\"\"",
+        "\"\\u0000\"",
+        "true",
+        "\"x\"",
+        "\"\\ud800\"",
+    ];
+    let mut out = doc.to_vec();
+    for _ in 0..rng.below(1..3) {
+        let at = rng.below(0..out.len() as u64 + 1) as usize;
+        match rng.below(0..10) {
+            0..=2 if at < out.len() => out[at] ^= rng.below(1..256) as u8,
+            3 | 4 => {
+                let end = (at + rng.below(1..8) as usize).min(out.len());
+                out.drain(at..end);
+            }
+            5..=8 => {
+                let token = TOKENS[rng.below(0..TOKENS.len() as u64) as usize];
+                out.splice(at..at, token.bytes());
+            }
+            _ => out.truncate(at),
+        }
+    }
+    out
+}
+
+/// A hostile JSON value: strings that broke stores before, lengths at and over the limits,
+/// integers at and past the i64 limits, and values of the wrong type.
+fn hostile_value(rng: &mut common::Rng) -> serde_json::Value {
+    use serde_json::json;
+    match rng.below(0..12) {
+        0 => json!(null),
+        1 => json!(""),
+        2 => json!(FRAGMENTS[rng.below(0..FRAGMENTS.len() as u64) as usize]),
+        3 => json!("x".repeat(MAX_NAME_LEN + rng.below(0..2) as usize)),
+        4 => json!("9".repeat(MAX_OFFSET_LEN + rng.below(0..2) as usize)),
+        5 => json!(i64::MAX),
+        6 => json!(i64::MIN),
+        7 => json!(u64::MAX),
+        8 => json!(-1.5),
+        9 => json!(true),
+        10 => json!({"partition_id": "0"}),
+        _ => json!([1, "2"]),
+    }
+}
+
+fn mutate_value(value: &mut serde_json::Value, rng: &mut common::Rng) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            let key = map
+                .keys()
+                .nth(rng.below(0..map.len() as u64) as usize)
+                .unwrap()
+                .clone();
+            match rng.below(0..6) {
+                0 => drop(map.remove(&key)),
+                1 => drop(map.insert(key, hostile_value(rng))),
+                _ => mutate_value(map.get_mut(&key).unwrap(), rng),
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let at = rng.below(0..items.len() as u64) as usize;
+            match rng.below(0..5) {
+                0 => {
+                    let copy = items[at].clone();
+                    items.push(copy);
+                }
+                1 => drop(items.remove(at)),
+                _ => mutate_value(&mut items[at], rng),
+            }
+        }
+        // Mostly keep the type, so that the document still parses and its rows are validated.
+        Value::String(text) if rng.below(0..4) > 0 => {
+            *text = match hostile_value(rng) {
+                Value::String(hostile) => hostile,
+                _ => String::new(),
+            }
+        }
+        Value::Number(n) if rng.below(0..4) > 0 => {
+            *n = [i64::MIN, -1, 0, 1, i64::MAX][rng.below(0..5) as usize].into()
+        }
+        leaf => *leaf = hostile_value(rng),
+    }
+}
+
+/// The stable twin of the `import_json` fuzz target: a damaged export is refused with
+/// `InvalidArgument` (or `Conflict`) and writes nothing, or is imported whole, so that
+/// importing it again finds nothing to change.
+#[test]
+fn damaged_exports_are_imported_whole_or_refused_without_a_write() {
+    let source = SqliteCheckpointStore::open_in_memory().unwrap();
+    source
+        .blocking_claim_ownership(&[claim("0", Some("a"), None), claim("1", None, None)])
+        .unwrap();
+    source
+        .blocking_update_checkpoint(&checkpoint("0", Some("4096"), Some(i64::MAX)))
+        .unwrap();
+    source
+        .blocking_update_checkpoint(&checkpoint("2", None, Some(-1)))
+        .unwrap();
+    let doc = source.export().unwrap().to_json().unwrap();
+    let cases = size("EHCS_HOSTILE_CASES", 256, 5000);
+    let mut rng = common::Rng::from_env("damaged_exports");
+    let (mut parsed, mut imported) = (0, 0);
+    for case in 0..cases {
+        let bytes = mutate(doc.as_bytes(), &mut rng);
+        let text = String::from_utf8_lossy(&bytes);
+        let export = match StoreExport::from_json(&text) {
+            Ok(export) => export,
+            Err(e) => {
+                assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+                continue;
+            }
+        };
+        parsed += 1;
+        // Half the cases import into a store that already holds other rows.
+        let store = SqliteCheckpointStore::open_in_memory().unwrap();
+        if case % 2 == 0 {
+            store
+                .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
+                .unwrap();
+        }
+        let before = store.export().unwrap();
+        match store.import(&export, case % 4 < 2) {
+            Ok(_) => {
+                imported += 1;
+                let again = store.plan_import(&export).unwrap();
+                assert!(again.conflicts.is_empty(), "{:?}", again.conflicts);
+            }
+            Err(e @ (Error::InvalidArgument { .. } | Error::Conflict { .. })) => {
+                assert_eq!(
+                    store.export().unwrap(),
+                    before,
+                    "a refused import wrote: {e}"
+                );
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    println!("SUMMARY damaged_exports: {cases} documents, {parsed} parsed, {imported} imported");
+}
+
+/// The stable twin of the `eph_lease` fuzz target: a damaged EventProcessorHost lease blob
+/// (of each dialect) is parsed or refused with `InvalidArgument`, and a parsed one imports
+/// its position exactly or is refused without a write.
+#[test]
+fn damaged_eph_leases_are_parsed_or_refused() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eph");
+    let mut docs = Vec::new();
+    for dialect in ["dotnet", "java", "python"] {
+        for entry in std::fs::read_dir(fixtures.join(dialect)).unwrap() {
+            docs.push(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+    }
+    let cases = size("EHCS_HOSTILE_CASES", 256, 5000);
+    let mut rng = common::Rng::from_env("damaged_eph_leases");
+    let (mut parsed, mut imported) = (0, 0);
+    for case in 0..cases {
+        let doc = &docs[case as usize % docs.len()];
+        let bytes = mutate(doc, &mut rng);
+        let lease = match EphLease::parse(&bytes, Some("7")) {
+            Ok(lease) => lease,
+            Err(e) => {
+                assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+                continue;
+            }
+        };
+        parsed += 1;
+        let store = SqliteCheckpointStore::open_in_memory().unwrap();
+        match store.import_eph(NS, HUB, GROUP, std::slice::from_ref(&lease), false) {
+            Ok(_) => {
+                let stored = store.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
+                match lease.position() {
+                    Ok((offset, seq)) => {
+                        imported += 1;
+                        assert_eq!(stored, [checkpoint(&lease.partition_id, Some(offset), seq)]);
+                    }
+                    Err(_) => assert!(stored.is_empty(), "a lease without a position wrote"),
+                }
+            }
+            Err(e) => {
+                assert!(matches!(e, Error::InvalidArgument { .. }), "{e:?}");
+                assert!(store
+                    .blocking_list_checkpoints(NS, HUB, GROUP)
+                    .unwrap()
+                    .is_empty());
+            }
+        }
+    }
+    println!("SUMMARY damaged_eph_leases: {cases} documents, {parsed} parsed, {imported} imported");
 }
