@@ -112,9 +112,9 @@ fn ownership_benches(c: &mut Criterion) {
         )
     });
     let create_conn = RefCell::new(plain(dir.path(), "claim-plain.db", Durability::Full));
+    let mut j = 0;
     group.bench_function("plain_rusqlite_create", |b| {
         let conn = &create_conn;
-        let mut j = 0;
         b.iter_batched(
             || creates_in_new_group(&mut j),
             |batch| assert_eq!(plain_claim(&mut conn.borrow_mut(), &batch), N),
