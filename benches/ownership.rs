@@ -33,14 +33,15 @@ fn plain_claim(conn: &mut rusqlite::Connection, requests: &[Ownership]) -> usize
         let mut update = tx.prepare_cached(UPDATE).unwrap();
         for r in requests {
             let etag = uuid::Uuid::new_v4().to_string();
-            let p = rusqlite::params![NS, HUB, GROUP, r.partition_id, r.owner_id, etag, now];
+            let group = r.consumer_group.to_ascii_lowercase();
+            let p = rusqlite::params![NS, HUB, group, r.partition_id, r.owner_id, etag, now];
             won += match &r.etag {
                 None => insert.execute(p).unwrap(),
                 Some(e) => update
                     .execute(rusqlite::params![
                         NS,
                         HUB,
-                        GROUP,
+                        group,
                         r.partition_id,
                         r.owner_id,
                         etag,
