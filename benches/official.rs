@@ -87,9 +87,12 @@ fn workloads(c: &mut Criterion, name: &str, store: &dyn CheckpointStore) {
         )
     });
     group.finish();
+}
 
-    let rt2 = runtime();
-    rt2.block_on(async {
+/// Listing 1024 ownerships of a store that holds just those.
+fn list(c: &mut Criterion, name: &str, store: &dyn CheckpointStore) {
+    let rt = runtime();
+    rt.block_on(async {
         store.claim_ownership(&creates(GROUP)).await.unwrap();
     });
     let mut group = c.benchmark_group("official_trait_list_1024");
@@ -111,6 +114,12 @@ fn official(c: &mut Criterion) {
     let normal = common::store(dir.path(), "normal.db", Durability::Normal);
     workloads(c, "sqlite_normal", &normal);
     workloads(c, "official_in_memory", &InMemoryCheckpointStore::new());
+    list(
+        c,
+        "sqlite_full",
+        &common::store(dir.path(), "list.db", Durability::Full),
+    );
+    list(c, "official_in_memory", &InMemoryCheckpointStore::new());
 }
 
 criterion_group! {

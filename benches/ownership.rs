@@ -33,14 +33,15 @@ fn plain_claim(conn: &mut rusqlite::Connection, requests: &[Ownership]) -> usize
         let mut update = tx.prepare_cached(UPDATE).unwrap();
         for r in requests {
             let etag = uuid::Uuid::new_v4().to_string();
-            let p = rusqlite::params![NS, HUB, GROUP, r.partition_id, r.owner_id, etag, now];
+            let group = r.consumer_group.to_ascii_lowercase();
+            let p = rusqlite::params![NS, HUB, group, r.partition_id, r.owner_id, etag, now];
             won += match &r.etag {
                 None => insert.execute(p).unwrap(),
                 Some(e) => update
                     .execute(rusqlite::params![
                         NS,
                         HUB,
-                        GROUP,
+                        group,
                         r.partition_id,
                         r.owner_id,
                         etag,
@@ -112,9 +113,9 @@ fn ownership_benches(c: &mut Criterion) {
         )
     });
     let create_conn = RefCell::new(plain(dir.path(), "claim-plain.db", Durability::Full));
+    let mut j = 0;
     group.bench_function("plain_rusqlite_create", |b| {
         let conn = &create_conn;
-        let mut j = 0;
         b.iter_batched(
             || creates_in_new_group(&mut j),
             |batch| assert_eq!(plain_claim(&mut conn.borrow_mut(), &batch), N),
