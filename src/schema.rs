@@ -300,7 +300,8 @@ fn check_intact(conn: &Connection, found: &Found, quick_check: bool) -> Result<(
     Ok(())
 }
 
-/// Makes `conn`'s database a store at the supported version: checks what the file is, turns
+/// Makes `conn`'s database a store at the supported version: checks what the file is and that
+/// a recognised store is intact (its tables, and `PRAGMA quick_check` if `quick_check`), turns
 /// on WAL (files only), and applies the missing schema steps in one `BEGIN IMMEDIATE`
 /// transaction. Safe to run from many processes at once: the check is repeated under the lock.
 pub(crate) fn initialize(conn: &mut Connection, wal: bool, quick_check: bool) -> Result<()> {
