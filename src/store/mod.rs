@@ -149,8 +149,10 @@ impl SqliteCheckpointStore {
             .with_init(move |c| schema::configure(c, durability, busy));
         // Every connection is opened here, and none is ever reaped (no idle timeout, no
         // maximum lifetime) or replaced (SQLite connections never report broken). So no r2d2
-        // background task runs after `open`, none can hold the pool alive, and dropping the last
-        // store handle closes the file at once.
+        // background work is scheduled after `open`, and dropping the last store handle closes
+        // the file promptly. (r2d2 opens connections on its worker threads; the last of those
+        // jobs may still hold the pool for a moment after `open` returns, so a store dropped
+        // at once may close its file a moment later.)
         Ok(Pool::builder()
             .max_size(options.pool_size())
             .min_idle(Some(options.pool_size()))
