@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use eventhubs_checkpointstore_sqlite::SqliteCheckpointStore;
+use eventhubs_checkpointstore_sqlite::{CheckpointStore, SqliteCheckpointStore};
 
 #[cfg(target_os = "linux")]
 fn threads() -> usize {
@@ -17,6 +17,14 @@ fn threads() -> usize {
 #[cfg(target_os = "linux")]
 #[test]
 fn dropped_stores_leave_no_threads_behind() {
+    // Async writes start each store's committer thread; the runtime's own threads are counted
+    // in `before`.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {});
     let before = threads();
     let dir = tempfile::tempdir().unwrap();
     for i in 0..100 {
@@ -28,8 +36,15 @@ fn dropped_stores_leave_no_threads_behind() {
         store
             .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(i)))
             .unwrap();
+        runtime
+            .block_on(store.update_checkpoint(checkpoint("1", Some("2"), Some(i))))
+            .unwrap();
+        assert!(
+            threads() > before,
+            "an async write runs on the store's committer thread"
+        );
     }
-    // Worker threads finish shortly after their pool is dropped.
+    // Worker and committer threads finish shortly after their store is dropped.
     let deadline = Instant::now() + Duration::from_secs(10);
     while threads() > before + 3 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

@@ -29,8 +29,9 @@ use crate::schema;
 /// The async methods (the [`CheckpointStore`] trait and [`update_checkpoint_fenced`]) need a
 /// tokio runtime; the `blocking_*` methods do the same work on the calling thread.
 ///
-/// **Cancellation:** an async call runs on tokio's blocking pool, and a blocking task cannot be
-/// aborted. Dropping the future does not stop it: the write may still commit.
+/// **Cancellation:** an async call runs on another thread (tokio's blocking pool, or the store's
+/// committer thread for checkpoint writes), where it cannot be aborted. Dropping the future does
+/// not stop it: the write may still commit.
 ///
 /// [`update_checkpoint_fenced`]: SqliteCheckpointStore::update_checkpoint_fenced
 #[derive(Clone, Debug)]
