@@ -45,6 +45,15 @@ fn sequential(c: &mut Criterion) {
         });
         group.finish();
     }
+    // What one hop between threads costs on this machine, with no work in it: a task of
+    // tokio's blocking pool and the wake-up of its caller. The floor under any async store
+    // that does its blocking work on another thread.
+    let mut group = c.benchmark_group("thread_hop");
+    group.bench_function("spawn_blocking_round_trip", |b| {
+        b.to_async(&rt)
+            .iter(|| async { tokio::task::spawn_blocking(|| ()).await.unwrap() })
+    });
+    group.finish();
 }
 
 fn concurrent(c: &mut Criterion) {
