@@ -399,7 +399,7 @@ pub async fn main(args: &[String]) -> Result<(), BoxError> {
     println!(
         "Blob store (azure_messaging_eventhubs_checkpointstore_blob 0.9.0) on Azurite at {}\n\
          vs SqliteCheckpointStore (default options: Durability::Full) in a new file under {}.\n\
-         {n} partitions, {} rounds; each round on a fresh container and a fresh file.\n\
+         {n} partitions, rounds: {}; each round on a fresh container and a fresh file.\n\
          Per round, in ms: {}.",
         args.account_url,
         std::env::temp_dir().display(),
