@@ -1,15 +1,18 @@
 //! Runs the shared conformance cases against the official `BlobCheckpointStore` on Azurite and
-//! writes the transcript.
+//! writes the transcript; with `--bench`, times the Blob store against ours instead.
 //!
 //! ```text
 //! blob-reference ACCOUNT_URL OUT_FILE
+//! blob-reference --bench ACCOUNT_URL [--partitions N] [--rounds R]
 //! ```
 //! `ACCOUNT_URL` is Azurite's blob endpoint with the account, for example
-//! `http://127.0.0.1:10000/devstoreaccount1`. A new container is made for the run. Azurite must
-//! run with `--skipApiVersionCheck`: azure_storage_blob 1.1 sends a newer API version than
-//! Azurite 3.35 knows.
+//! `http://127.0.0.1:10000/devstoreaccount1`. A new container is made for the run (for each
+//! round and store with `--bench`). Azurite must run with `--skipApiVersionCheck`:
+//! azure_storage_blob 1.1 sends a newer API version than Azurite 3.35 knows. `.ci/with-azurite`
+//! starts one and runs a command against it; see [`bench`] for the timing mode.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bench;
 #[path = "../../conformance/cases.rs"]
 mod cases;
 
@@ -48,21 +51,32 @@ fn account_sas(expiry: &str) -> String {
         .finish()
 }
 
+/// The URL of container `name` in the account at `account_url`, with an account SAS.
+fn container_url(account_url: &str, name: &str) -> Result<Url, url::ParseError> {
+    let mut url = Url::parse(&format!("{}/{name}", account_url.trim_end_matches('/')))?;
+    url.set_query(Some(&account_sas("2099-01-01T00:00:00Z")));
+    Ok(url)
+}
+
+/// Milliseconds since the Unix epoch, to name new containers.
+fn stamp_millis() -> Result<u128, std::time::SystemTimeError> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--bench") {
+        return bench::main(&args[2..]).await;
+    }
     let [_, account_url, out] = args.as_slice() else {
         eprintln!("usage: blob-reference ACCOUNT_URL OUT_FILE");
+        eprintln!("       blob-reference --bench ACCOUNT_URL [--partitions N] [--rounds R]");
         std::process::exit(2);
     };
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis();
-    let mut url = Url::parse(&format!(
-        "{}/conformance-{stamp}",
-        account_url.trim_end_matches('/')
-    ))?;
-    url.set_query(Some(&account_sas("2099-01-01T00:00:00Z")));
+    let url = container_url(account_url, &format!("conformance-{}", stamp_millis()?))?;
 
     BlobContainerClient::new(url.clone(), None, None)?
         .create(None)
