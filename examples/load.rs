@@ -171,8 +171,12 @@ async fn main() {
 }
 
 fn report(args: &Args, elapsed: f64, mut latencies: Vec<Duration>, stats: Option<CommitStats>) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
     latencies.sort_unstable();
-    println!(
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{} writers {} partitions {} durability {:?} duration {:.1} s",
         if args.plain {
             "plain rusqlite:"
@@ -184,29 +188,34 @@ fn report(args: &Args, elapsed: f64, mut latencies: Vec<Duration>, stats: Option
         args.durability,
         elapsed
     );
-    println!(
+    let _ = writeln!(
+        out,
         "updates {}  throughput {:.0}/s",
         latencies.len(),
         latencies.len() as f64 / elapsed
     );
-    println!(
+    let _ = writeln!(
+        out,
         "latency p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs",
         percentile(&latencies, 0.50).as_secs_f64() * 1e6,
         percentile(&latencies, 0.99).as_secs_f64() * 1e6,
         latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e6)
     );
-    match stats {
-        Some(stats) => println!(
+    let _ = match stats {
+        Some(stats) => writeln!(
+            out,
             "commits {}  average batch {:.1}",
             stats.commits,
             stats.writes as f64 / stats.commits.max(1) as f64
         ),
-        None => println!("commits {}  average batch 1.0", latencies.len()),
-    }
-    match peak_rss_mib() {
-        Some(mib) => println!("peak RSS {mib:.1} MiB"),
-        None => println!("peak RSS unknown (no /proc/self/status)"),
-    }
+        None => writeln!(out, "commits {}  average batch 1.0", latencies.len()),
+    };
+    let _ = match peak_rss_mib() {
+        Some(mib) => writeln!(out, "peak RSS {mib:.1} MiB"),
+        None => writeln!(out, "peak RSS unknown (no /proc/self/status)"),
+    };
+    // A closed pipe (`| head`) is not an error of the load run.
+    let _ = std::io::stdout().write_all(out.as_bytes());
 }
 
 /// The partitions writer `w` of `writers` updates: every `writers`-th one, at least one.

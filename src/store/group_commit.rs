@@ -30,7 +30,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rusqlite::TransactionBehavior;
@@ -165,15 +164,12 @@ impl GroupCommit {
 
 /// Writes `write` in the next group commit and resolves after that commit.
 pub(crate) async fn submit(inner: &Arc<Inner>, write: Write) -> Result<()> {
-    let (tx, mut rx) = oneshot::channel();
+    let (tx, rx) = oneshot::channel();
     let (_, must_lead) = inner.group.enqueue(write, Reply::Async(tx));
     let answer = if must_lead {
         start_committer(inner);
         // Alone in the queue, this write is committed at once: wait for it awake.
-        match stay_awake(&mut rx, STAY_AWAKE).await {
-            Some(answer) => answer,
-            None => rx.await,
-        }
+        wait_awake(rx, STAY_AWAKE).await
     } else {
         rx.await
     };
@@ -201,9 +197,10 @@ pub(crate) fn submit_blocking(inner: &Arc<Inner>, write: Write) -> Result<()> {
 /// sleeping thread, which costs tens of microseconds on a virtual machine.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// How long an async writer whose write is alone in the queue polls for its answer before it
-/// lets its worker thread sleep. Long enough for a commit with an fsync on an SSD.
-const STAY_AWAKE: Duration = Duration::from_micros(250);
+/// How long an async caller whose work starts at once (a write alone in the queue, a claim or a
+/// list) polls for its answer before it lets its worker thread sleep. Long enough for a commit
+/// with an fsync on an SSD.
+pub(super) const STAY_AWAKE: Duration = Duration::from_micros(250);
 
 /// Hands leadership to the store's committer thread, starting the thread on first use. If it
 /// cannot be started, the queued writes fail with [`Error::Internal`] (nothing was written)
@@ -258,21 +255,17 @@ fn run_committer(signal: &Signal, store: &Weak<Inner>) {
     }
 }
 
-/// Polls `rx` until it is answered or `bound` has passed, yielding to the runtime between
-/// polls (the task wakes itself): the worker thread is neither blocked nor put to sleep, so
-/// the answer needs no wake-up. `None` when the time is up.
-async fn stay_awake<T>(
-    rx: &mut oneshot::Receiver<T>,
-    bound: Duration,
-) -> Option<std::result::Result<T, oneshot::error::RecvError>> {
+/// Awaits `answer`, which another thread completes. For the first `bound` its task wakes itself
+/// after each poll, yielding to the runtime: the worker thread is neither blocked nor put to
+/// sleep, so an answer that comes soon needs no wake-up. After that it waits as usual.
+pub(super) async fn wait_awake<F: Future + Unpin>(mut answer: F, bound: Duration) -> F::Output {
     let deadline = Instant::now() + bound;
-    std::future::poll_fn(|cx| match Pin::new(&mut *rx).poll(cx) {
-        Poll::Ready(answer) => Poll::Ready(Some(answer)),
-        Poll::Pending if Instant::now() < deadline => {
+    std::future::poll_fn(|cx| {
+        let poll = Pin::new(&mut answer).poll(cx);
+        if poll.is_pending() && Instant::now() < deadline {
             cx.waker().wake_by_ref();
-            Poll::Pending
         }
-        Poll::Pending => Poll::Ready(None),
+        poll
     })
     .await
 }

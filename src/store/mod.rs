@@ -193,7 +193,8 @@ impl SqliteCheckpointStore {
         self.inner.run(f)
     }
 
-    /// The one async hop: runs `f` with a pooled connection on tokio's blocking pool. The
+    /// The one async hop: runs `f` with a pooled connection on tokio's blocking pool, and waits
+    /// for it awake at first (`wait_awake`), so a quick answer costs no wake-up. The
     /// connection is taken inside the blocking task, the caller's tracing span is entered
     /// there, and a panic comes back as [`Error::Internal`].
     pub(crate) async fn interact<T, F>(&self, f: F) -> Result<T>
@@ -207,7 +208,7 @@ impl SqliteCheckpointStore {
             let _entered = span.enter();
             inner.run(f)
         });
-        match task.await {
+        match group_commit::wait_awake(task, group_commit::STAY_AWAKE).await {
             Ok(result) => result,
             Err(e) => Err(Error::Internal {
                 message: if e.is_panic() {
