@@ -374,9 +374,17 @@ pub(crate) fn create_private(path: &Path, mode: u32) -> Result<()> {
 #[async_trait]
 impl CheckpointStore for SqliteCheckpointStore {
     async fn claim_ownership(&self, ownerships: &[Ownership]) -> Result<Vec<Ownership>> {
-        let ownerships = ownerships.to_vec();
-        self.interact(move |inner, c| ops::claim_ownership(c, inner.clock(), &ownerships))
-            .await
+        // Validated here, and the answers built here from the caller's requests: only the
+        // transaction and the little it needs go to the blocking pool.
+        let batch = ops::ClaimBatch::validate(ownerships)?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let packed = batch.pack();
+        let outcome = self
+            .interact(move |inner, c| packed.write(c, inner.clock()))
+            .await?;
+        Ok(batch.results(outcome))
     }
 
     async fn list_ownerships(

@@ -1,11 +1,16 @@
 //! The sync core: each operation is a plain function over a connection. The async shell in
-//! `store/mod.rs` calls these inside `spawn_blocking`; the blocking API calls them directly.
+//! `store/mod.rs` calls these inside `spawn_blocking`; the blocking API calls them directly. A
+//! claim is validated on the caller's thread first (`ClaimBatch`), and only what its transaction
+//! needs crosses to the blocking pool (`PackedClaims`).
 //!
 //! Every write runs in one `BEGIN IMMEDIATE` transaction, and every argument is validated
 //! before that transaction starts.
 
+use std::ops::Range;
+
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::model::{self, Checkpoint, GroupKey, Ownership, PartitionKey, MAX_NAME_LEN};
@@ -27,8 +32,8 @@ pub(crate) fn new_etag() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// One validated claim: its group (an index into the batch's distinct groups), the owner to
-/// write (None releases) and the etag it presents.
+/// One validated claim: the request, its group (an index into the batch's distinct groups),
+/// the owner to write (None releases) and the etag it presents.
 struct Claim<'a> {
     request: &'a Ownership,
     group: usize,
@@ -36,43 +41,153 @@ struct Claim<'a> {
     etag: Option<&'a str>,
 }
 
-/// Validates a whole batch before anything is written. Each distinct (namespace, hub, group)
-/// is folded once: a batch almost always names one.
-fn validate_claims(requests: &[Ownership]) -> Result<(Vec<GroupKey>, Vec<Claim<'_>>)> {
-    let mut groups: Vec<(GroupKey, &Ownership)> = Vec::new();
-    let mut claims = Vec::with_capacity(requests.len());
-    for request in requests {
-        let same = |(_, seen): &(GroupKey, &Ownership)| {
-            seen.fully_qualified_namespace == request.fully_qualified_namespace
-                && seen.event_hub_name == request.event_hub_name
-                && seen.consumer_group == request.consumer_group
-        };
-        let group = match groups.iter().position(same) {
-            Some(i) => i,
-            None => {
-                let key = GroupKey::new(
-                    &request.fully_qualified_namespace,
-                    &request.event_hub_name,
-                    &request.consumer_group,
-                )?;
-                groups.push((key, request));
-                groups.len() - 1
-            }
-        };
-        model::name("partition_id", &request.partition_id)?;
-        let owner = model::owner(request.owner_id.as_deref())?;
-        let etag = match request.etag.as_deref() {
-            None | Some("") => None,
-            Some(e) => Some(model::bounded("etag", e, MAX_NAME_LEN)?),
-        };
-        claims.push(Claim {
-            request,
-            group,
-            owner,
-            etag,
-        });
+/// What the claim transaction needs of one claim.
+struct ClaimRow<'a> {
+    group: usize,
+    partition_id: &'a str,
+    owner: Option<&'a str>,
+    etag: Option<&'a str>,
+}
+
+/// A validated batch of claims, borrowed from the requests. Each distinct (namespace, hub,
+/// group) is folded once: a batch almost always names one.
+pub(crate) struct ClaimBatch<'a> {
+    groups: Vec<GroupKey>,
+    claims: Vec<Claim<'a>>,
+}
+
+/// A [`ClaimBatch`] reduced to what its transaction needs, owned, for the trip to another
+/// thread: the groups and, in one string, every claim's partition, owner and etag.
+pub(crate) struct PackedClaims {
+    groups: Vec<GroupKey>,
+    text: String,
+    rows: Vec<PackedRow>,
+}
+
+struct PackedRow {
+    group: usize,
+    partition_id: Range<usize>,
+    owner: Option<Range<usize>>,
+    etag: Option<Range<usize>>,
+}
+
+/// What a claim transaction decided: its time, and for each claim, in order, the new etag if
+/// the claim won.
+pub(crate) struct ClaimOutcome {
+    now: OffsetDateTime,
+    etags: Vec<Option<Uuid>>,
+}
+
+impl<'a> ClaimBatch<'a> {
+    /// Validates a whole batch before anything is written.
+    pub(crate) fn validate(requests: &'a [Ownership]) -> Result<Self> {
+        let mut groups: Vec<(GroupKey, &Ownership)> = Vec::new();
+        let mut claims = Vec::with_capacity(requests.len());
+        for request in requests {
+            let same = |(_, seen): &(GroupKey, &Ownership)| {
+                seen.fully_qualified_namespace == request.fully_qualified_namespace
+                    && seen.event_hub_name == request.event_hub_name
+                    && seen.consumer_group == request.consumer_group
+            };
+            let group = match groups.iter().position(same) {
+                Some(i) => i,
+                None => {
+                    let key = GroupKey::new(
+                        &request.fully_qualified_namespace,
+                        &request.event_hub_name,
+                        &request.consumer_group,
+                    )?;
+                    groups.push((key, request));
+                    groups.len() - 1
+                }
+            };
+            model::name("partition_id", &request.partition_id)?;
+            let owner = model::owner(request.owner_id.as_deref())?;
+            let etag = match request.etag.as_deref() {
+                None | Some("") => None,
+                Some(e) => Some(model::bounded("etag", e, MAX_NAME_LEN)?),
+            };
+            claims.push(Claim {
+                request,
+                group,
+                owner,
+                etag,
+            });
+        }
+        Ok(ClaimBatch {
+            groups: groups.into_iter().map(|(g, _)| g).collect(),
+            claims,
+        })
     }
-    Ok((groups.into_iter().map(|(g, _)| g).collect(), claims))
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.claims.is_empty()
+    }
+
+    fn rows(&self) -> impl ExactSizeIterator<Item = ClaimRow<'_>> {
+        self.claims.iter().map(|c| ClaimRow {
+            group: c.group,
+            partition_id: &c.request.partition_id,
+            owner: c.owner,
+            etag: c.etag,
+        })
+    }
+
+    /// The owned form, for running the transaction on another thread.
+    pub(crate) fn pack(&self) -> PackedClaims {
+        let mut text = String::new();
+        let mut put = |s: &str| {
+            text.push_str(s);
+            text.len() - s.len()..text.len()
+        };
+        let rows = self
+            .rows()
+            .map(|r| PackedRow {
+                group: r.group,
+                partition_id: put(r.partition_id),
+                owner: r.owner.map(&mut put),
+                etag: r.etag.map(&mut put),
+            })
+            .collect();
+        PackedClaims {
+            groups: self.groups.clone(),
+            text,
+            rows,
+        }
+    }
+
+    /// The claims that won, as the caller spelled them, with their new etag and time.
+    pub(crate) fn results(&self, outcome: ClaimOutcome) -> Vec<Ownership> {
+        let won = outcome.etags.iter().filter(|e| e.is_some()).count();
+        let mut results = Vec::with_capacity(won);
+        for (claim, etag) in self.claims.iter().zip(outcome.etags) {
+            let Some(etag) = etag else { continue };
+            let r = claim.request;
+            results.push(Ownership {
+                fully_qualified_namespace: r.fully_qualified_namespace.clone(),
+                event_hub_name: r.event_hub_name.clone(),
+                consumer_group: r.consumer_group.clone(),
+                partition_id: r.partition_id.clone(),
+                owner_id: claim.owner.map(ToOwned::to_owned),
+                etag: Some(etag.to_string()),
+                last_modified_time: Some(outcome.now),
+            });
+        }
+        results
+    }
+}
+
+impl PackedClaims {
+    /// Runs the claim transaction (see [`claim_ownership`]).
+    pub(crate) fn write(&self, conn: &mut Connection, clock: &dyn Clock) -> Result<ClaimOutcome> {
+        let rows = self.rows.iter().map(|r| ClaimRow {
+            group: r.group,
+            partition_id: &self.text[r.partition_id.clone()],
+            owner: r.owner.clone().map(|o| &self.text[o]),
+            etag: r.etag.clone().map(|e| &self.text[e]),
+        });
+        write_claims(conn, clock, &self.groups, rows)
+    }
 }
 
 /// Create-only: succeeds only when the partition has no ownership row. A new owned row starts
@@ -98,67 +213,71 @@ pub(crate) fn claim_ownership(
     clock: &dyn Clock,
     requests: &[Ownership],
 ) -> Result<Vec<Ownership>> {
-    let (groups, claims) = validate_claims(requests)?;
-    if claims.is_empty() {
+    let batch = ClaimBatch::validate(requests)?;
+    if batch.is_empty() {
         return Ok(Vec::new());
     }
+    let outcome = write_claims(conn, clock, &batch.groups, batch.rows())?;
+    Ok(batch.results(outcome))
+}
+
+/// The claim transaction: each row is decided on its own by `changes() == 1` of one statement.
+fn write_claims<'r>(
+    conn: &mut Connection,
+    clock: &dyn Clock,
+    groups: &[GroupKey],
+    rows: impl ExactSizeIterator<Item = ClaimRow<'r>>,
+) -> Result<ClaimOutcome> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read the clock under the write lock, so stamps follow the order of the writes.
     let now = clock.now_utc();
     let stamp = to_nanos(now)?;
-    let mut won = Vec::with_capacity(claims.len());
+    let mut etags = Vec::with_capacity(rows.len());
     {
         let mut insert = tx.prepare_cached(INSERT_OWNERSHIP)?;
         let mut update = tx.prepare_cached(UPDATE_OWNERSHIP)?;
-        for claim in &claims {
-            let g = &groups[claim.group];
-            let partition_id = &claim.request.partition_id;
-            let etag = new_etag();
-            let changed = match claim.etag {
+        for row in rows {
+            let g = &groups[row.group];
+            let etag = Uuid::new_v4();
+            let mut buf = Uuid::encode_buffer();
+            let etag_text: &str = etag.hyphenated().encode_lower(&mut buf);
+            let changed = match row.etag {
                 None => insert.execute(params![
                     g.namespace,
                     g.event_hub,
                     g.consumer_group,
-                    partition_id,
-                    claim.owner,
-                    etag,
+                    row.partition_id,
+                    row.owner,
+                    etag_text,
                     stamp
                 ])?,
                 Some(expected) => update.execute(params![
                     g.namespace,
                     g.event_hub,
                     g.consumer_group,
-                    partition_id,
-                    claim.owner,
-                    etag,
+                    row.partition_id,
+                    row.owner,
+                    etag_text,
                     stamp,
                     expected
                 ])?,
             };
             if changed == 1 {
-                let r = claim.request;
-                won.push(Ownership {
-                    fully_qualified_namespace: r.fully_qualified_namespace.clone(),
-                    event_hub_name: r.event_hub_name.clone(),
-                    consumer_group: r.consumer_group.clone(),
-                    partition_id: partition_id.clone(),
-                    owner_id: claim.owner.map(ToOwned::to_owned),
-                    etag: Some(etag),
-                    last_modified_time: Some(now),
-                });
+                etags.push(Some(etag));
             } else {
                 // Losing a race is normal under load balancing: leave it out, as the Blob
                 // stores do, and never fail the batch for it.
                 tracing::debug!(
-                    partition_id = %partition_id,
-                    presented_etag = ?claim.etag,
+                    partition_id = %row.partition_id,
+                    presented_etag = ?row.etag,
                     "ownership claim lost"
                 );
+                etags.push(None);
             }
         }
     }
     tx.commit()?;
-    Ok(won)
+    Ok(ClaimOutcome { now, etags })
 }
 
 const LIST_OWNERSHIPS: &str = "\
