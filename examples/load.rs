@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example load -- [--writers 32] [--partitions 32]
-//!     [--durability full|normal] [--seconds 5] [--db PATH] [--plain]
+//!     [--durability full|normal] [--seconds 5] [--db PATH] [--spin-wait-us 250] [--plain]
 //! ```
 //! Each writer owns `partitions / writers` partitions (at least one) and updates them in turn
 //! as fast as the store answers. Prints throughput, p50/p99/max latency, the average
@@ -25,6 +25,7 @@ struct Args {
     durability: Durability,
     seconds: f64,
     db: Option<String>,
+    spin_wait: Option<Duration>,
     plain: bool,
 }
 
@@ -35,6 +36,7 @@ fn parse() -> Result<Args, String> {
         durability: Durability::Full,
         seconds: 5.0,
         db: None,
+        spin_wait: None,
         plain: false,
     };
     let mut it = std::env::args().skip(1);
@@ -45,6 +47,10 @@ fn parse() -> Result<Args, String> {
             "--partitions" => args.partitions = value()?.parse().map_err(|e| format!("{e}"))?,
             "--seconds" => args.seconds = value()?.parse().map_err(|e| format!("{e}"))?,
             "--db" => args.db = Some(value()?),
+            "--spin-wait-us" => {
+                let us = value()?.parse().map_err(|e| format!("{e}"))?;
+                args.spin_wait = Some(Duration::from_micros(us));
+            }
             "--plain" => args.plain = true,
             "--durability" => {
                 args.durability = match value()?.as_str() {
@@ -55,7 +61,8 @@ fn parse() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err("usage: load [--writers N] [--partitions N] \
-                     [--durability full|normal] [--seconds S] [--db PATH] [--plain]"
+                     [--durability full|normal] [--seconds S] [--db PATH] \
+                     [--spin-wait-us US] [--plain]"
                     .into())
             }
             other => return Err(format!("unknown flag {other}")),
@@ -104,7 +111,10 @@ async fn main() {
         }
         return;
     }
-    let options = StoreOptions::new().with_durability(args.durability);
+    let mut options = StoreOptions::new().with_durability(args.durability);
+    if let Some(spin_wait) = args.spin_wait {
+        options = options.with_spin_wait(spin_wait);
+    }
     let store = match SqliteCheckpointStore::open_with(&path, options) {
         Ok(s) => Arc::new(s),
         Err(e) => {

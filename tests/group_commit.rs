@@ -272,3 +272,47 @@ async fn legacy_lease_checked_writes_batch_with_the_rest_and_a_lost_lease_fails_
     assert_eq!(written, ["1", "2", "3", "4", "5", "6", "7"]);
     assert_eq!(store.commit_stats().writes, 7);
 }
+
+/// With no spin wait the committer thread sleeps after every batch and every writer sleeps
+/// until its answer, so each write depends on the wake-ups a spinning store mostly skips: a
+/// lost one hangs this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_that_never_spin_are_always_woken() {
+    let options = StoreOptions::new().with_spin_wait(Duration::ZERO);
+    assert_eq!(options.spin_wait(), Duration::ZERO);
+    let (_dir, _path, store) = file_store_with(options);
+    within(async {
+        for seq in 1..=300 {
+            store
+                .update_checkpoint(checkpoint("alone", Some("a"), Some(seq)))
+                .await
+                .unwrap();
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in 0..8 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                for seq in 1..=100 {
+                    let partition = p.to_string();
+                    let write = checkpoint(&partition, Some("c"), Some(seq));
+                    store.update_checkpoint(write).await.unwrap();
+                    // Pauses let the committer fall asleep between writes.
+                    if seq % 10 == 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+    let stored = store.list_checkpoints(NS, HUB, GROUP).await.unwrap();
+    assert_eq!(stored.len(), 9);
+    for c in &stored {
+        let expected = if c.partition_id == "alone" { 300 } else { 100 };
+        assert_eq!(c.sequence_number, Some(expected), "{c:?}");
+    }
+    assert_eq!(store.commit_stats().writes, 300 + 8 * 100);
+}

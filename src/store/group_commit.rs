@@ -18,11 +18,11 @@
 //!   writer or to the committer thread, so no caller's thread is held captive by others' writes.
 //!
 //! One write at a time (a processor checkpointing in a loop) is the latency case. Two
-//! cross-thread wake-ups per write (to the committer, and back to the writer's task) cost about
-//! as much as a whole write with `synchronous=NORMAL` on a virtual machine, so both sides stay
-//! awake briefly: the committer spins for [`SPIN`] after its queue empties, and an async writer
-//! alone in the queue polls for its answer for [`STAY_AWAKE`], yielding to the runtime, before
-//! its task sleeps. A busy store pays neither: its writers find a leader at work and sleep.
+//! cross-thread wake-ups per write (to the committer, and back to the writer's task) cost more
+//! than a whole write with `synchronous=NORMAL` on a virtual machine, so both sides stay awake
+//! for the options' `spin_wait`: the committer spins after its queue empties, and an async
+//! writer alone in the queue polls for its answer, yielding to the runtime, before its task
+//! sleeps. In a busy store the writers find a leader at work and sleep at once.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -169,7 +169,7 @@ pub(crate) async fn submit(inner: &Arc<Inner>, write: Write) -> Result<()> {
     let answer = if must_lead {
         start_committer(inner);
         // Alone in the queue, this write is committed at once: wait for it awake.
-        wait_awake(rx, STAY_AWAKE).await
+        wait_awake(rx, inner.options.spin_wait()).await
     } else {
         rx.await
     };
@@ -192,16 +192,6 @@ pub(crate) fn submit_blocking(inner: &Arc<Inner>, write: Write) -> Result<()> {
     }
 }
 
-/// How long the committer thread waits for the next write, spinning, before it sleeps. A
-/// writer that writes again within this time (a writer in a loop) does not have to wake a
-/// sleeping thread, which costs tens of microseconds on a virtual machine.
-const SPIN: Duration = Duration::from_micros(50);
-
-/// How long an async caller whose work starts at once (a write alone in the queue, a claim or a
-/// list) polls for its answer before it lets its worker thread sleep. Long enough for a commit
-/// with an fsync on an SSD.
-pub(super) const STAY_AWAKE: Duration = Duration::from_micros(250);
-
 /// Hands leadership to the store's committer thread, starting the thread on first use. If it
 /// cannot be started, the queued writes fail with [`Error::Internal`] (nothing was written)
 /// and the next write tries again.
@@ -213,10 +203,14 @@ fn start_committer(inner: &Arc<Inner>) {
         thread.unpark();
         return;
     }
-    let (store, signal) = (Arc::downgrade(inner), Arc::clone(signal));
+    let (store, signal, spin) = (
+        Arc::downgrade(inner),
+        Arc::clone(signal),
+        inner.options.spin_wait(),
+    );
     match std::thread::Builder::new()
         .name("eh-checkpoint-committer".into())
-        .spawn(move || run_committer(&signal, &store))
+        .spawn(move || run_committer(&signal, &store, spin))
     {
         Ok(handle) => *thread = Some(handle.thread().clone()),
         Err(e) => {
@@ -233,7 +227,7 @@ fn start_committer(inner: &Arc<Inner>) {
 
 /// The committer thread: leads whenever a writer hands it the queue, until the store is
 /// dropped. It holds the store only while it commits.
-fn run_committer(signal: &Signal, store: &Weak<Inner>) {
+fn run_committer(signal: &Signal, store: &Weak<Inner>, spin: Duration) {
     loop {
         if signal.work.swap(false, Ordering::Acquire) {
             let Some(inner) = store.upgrade() else { return };
@@ -244,7 +238,7 @@ fn run_committer(signal: &Signal, store: &Weak<Inner>) {
         if signal.closed.load(Ordering::Acquire) {
             return;
         }
-        let deadline = Instant::now() + SPIN;
+        let deadline = Instant::now() + spin;
         while !signal.work.load(Ordering::Relaxed) && Instant::now() < deadline {
             std::hint::spin_loop();
         }

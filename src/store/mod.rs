@@ -208,7 +208,7 @@ impl SqliteCheckpointStore {
             let _entered = span.enter();
             inner.run(f)
         });
-        match group_commit::wait_awake(task, group_commit::STAY_AWAKE).await {
+        match group_commit::wait_awake(task, self.inner.options.spin_wait()).await {
             Ok(result) => result,
             Err(e) => Err(Error::Internal {
                 message: if e.is_panic() {
