@@ -264,12 +264,13 @@ pub(super) async fn wait_awake<F: Future + Unpin>(mut answer: F, bound: Duration
     .await
 }
 
-/// Commits batches until the queue is empty or, with `until`, until that write is committed.
-/// Then it steps down, or hands leadership to a waiting blocking writer; it returns true if
-/// writes are still queued for a new leader (none waits), leadership still taken.
+/// Commits batches until the queue is empty (and steps down) or, with `until`, until that
+/// write is committed; then it hands leadership to a waiting blocking writer if there is one.
+/// Returns true if writes are still queued and no one took them: leadership is still taken,
+/// and the caller must hand it on.
 fn lead(inner: &Inner, until: Option<u64>) -> bool {
     let mut guard = FailPendingOnPanic(inner, true);
-    let handed_on = loop {
+    let needs_leader = loop {
         let batch = {
             let mut q = inner.group.lock();
             if q.pending.is_empty() {
@@ -286,7 +287,7 @@ fn lead(inner: &Inner, until: Option<u64>) -> bool {
         commit(inner, batch);
     };
     guard.1 = false;
-    handed_on
+    needs_leader
 }
 
 /// Asks the first waiting blocking writer to lead; false if there is none.
