@@ -123,9 +123,9 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Reads the header of a file SQLite called malformed: if it is a SQLite database shorter than
-/// its header says, describes the truncation.
-fn truncation(path: &Path) -> Option<String> {
+/// The first 100 bytes (fewer if the file is shorter) of a SQLite database file, and the
+/// file's length; `None` if it cannot be read or is not a SQLite database.
+fn header(path: &Path) -> Option<(Vec<u8>, u64)> {
     let mut header = Vec::with_capacity(100);
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
@@ -133,9 +133,34 @@ fn truncation(path: &Path) -> Option<String> {
         .take(100)
         .read_to_end(&mut header)
         .ok()?;
-    if !header.starts_with(SQLITE_MAGIC) {
-        return None;
+    header.starts_with(SQLITE_MAGIC).then_some((header, len))
+}
+
+/// Refuses damage in the header of the file at `path` that SQLite reads without complaint at
+/// first: a text encoding other than 1, 2 or 3 is taken for some encoding until a later read
+/// fails with a generic error. Runs before the file is opened; a file that cannot be read or is
+/// not (yet) a SQLite database passes, for the open to judge.
+pub(crate) fn check_header(path: &Path) -> Result<()> {
+    let Some((header, _)) = header(path) else {
+        return Ok(());
+    };
+    let Some(field) = header.get(56..60) else {
+        return Ok(());
+    };
+    let encoding = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+    if (1..=3).contains(&encoding) {
+        return Ok(());
     }
+    Err(corrupt(format!(
+        "its header gives text encoding {encoding}; SQLite knows only 1 (UTF-8), \
+         2 (UTF-16le) and 3 (UTF-16be)"
+    )))
+}
+
+/// Reads the header of a file SQLite called malformed: if it is a SQLite database shorter than
+/// its header says, describes the truncation.
+fn truncation(path: &Path) -> Option<String> {
+    let (header, len) = header(path)?;
     if header.len() < 100 {
         return Some(format!(
             "the file is truncated: it holds {len} bytes, less than a SQLite header"

@@ -522,3 +522,35 @@ fn a_file_locked_by_another_process_past_the_busy_timeout_is_a_busy_error() {
         .blocking_update_checkpoint(&checkpoint("0", Some("new"), Some(1000)))
         .unwrap();
 }
+
+/// The header's text encoding (bytes 56..60) may only be 1, 2 or 3 (UTF-8, UTF-16le,
+/// UTF-16be). SQLite reads another value as UTF-8 at first and then fails later reads with a
+/// generic error ("attached databases must use the same text encoding"); the fuzzer found a
+/// file where that reached the caller as `Internal`.
+#[test]
+fn a_header_with_an_unknown_text_encoding_is_refused_untouched() {
+    let (dir, path) = filled_store();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes[56..60], [0, 0, 0, 1], "a store is UTF-8");
+    for encoding in [0u32, 4, 8, 0x0100_0001, u32::MAX] {
+        let mut damaged = bytes.clone();
+        damaged[56..60].copy_from_slice(&encoding.to_be_bytes());
+        let file = dir.path().join(format!("encoding-{encoding}.db"));
+        std::fs::write(&file, &damaged).unwrap();
+        let err = SqliteCheckpointStore::open(&file).unwrap_err();
+        assert!(corrupt(&err), "encoding {encoding}: {err:?}");
+        assert!(
+            chain(&err).contains("text encoding"),
+            "encoding {encoding}: {}",
+            chain(&err)
+        );
+        assert!(read_bytes(&file) == damaged, "a refused file was written");
+    }
+    // The fuzzer's file itself.
+    let found = include_bytes!("../fuzz/seeds/open_bytes/text-encoding-8");
+    let file = dir.path().join("fuzz-text-encoding.db");
+    std::fs::write(&file, found).unwrap();
+    let err = SqliteCheckpointStore::open(&file).unwrap_err();
+    assert!(corrupt(&err), "{err:?}");
+    assert!(read_bytes(&file) == found, "a refused file was written");
+}

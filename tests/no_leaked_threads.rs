@@ -60,7 +60,11 @@ fn dropped_stores_leave_no_threads_behind() {
     while (threads() > before + 3 || committers() > 0) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(committers(), 0, "every committer thread ends with its store");
+    assert_eq!(
+        committers(),
+        0,
+        "every committer thread ends with its store"
+    );
     assert!(
         threads() <= before + 3,
         "{} threads before, {} after dropping 100 stores",

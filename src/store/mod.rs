@@ -122,6 +122,7 @@ impl SqliteCheckpointStore {
             });
         }
         create_private(path, options.file_mode())?;
+        schema::check_header(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut setup = Connection::open_with_flags(path, flags)?;
         schema::configure(&setup, options.durability(), options.busy_timeout())?;
