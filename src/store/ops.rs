@@ -1,6 +1,6 @@
 //! The sync core: each operation is a plain function over a connection. The async shell in
-//! `store/mod.rs` calls these inside `spawn_blocking`; the blocking API calls them directly. A
-//! claim is validated on the caller's thread first (`ClaimBatch`), and only what its transaction
+//! `store/mod.rs` calls these inside `spawn_blocking`, the group commit's leader calls the
+//! checkpoint writes, and the blocking API calls them directly. A claim is validated on the caller's thread first (`ClaimBatch`), and only what its transaction
 //! needs crosses to the blocking pool (`PackedClaims`).
 //!
 //! Every write runs in one `BEGIN IMMEDIATE` transaction, and every argument is validated
@@ -29,19 +29,19 @@ pub(crate) fn from_nanos(nanos: i64) -> Result<OffsetDateTime> {
 
 /// A new etag: a random UUID v4, as the official in-memory stores make them.
 pub(crate) fn new_etag() -> String {
-    uuid::Uuid::new_v4().to_string()
+    Uuid::new_v4().to_string()
 }
 
-/// One validated claim: the request, its group (an index into the batch's distinct groups),
-/// the owner to write (None releases) and the etag it presents.
+/// One validated claim: the request (whose spelling the answer keeps) and its row.
 struct Claim<'a> {
     request: &'a Ownership,
-    group: usize,
-    owner: Option<&'a str>,
-    etag: Option<&'a str>,
+    row: ClaimRow<'a>,
 }
 
-/// What the claim transaction needs of one claim.
+/// What the claim transaction needs of one claim: its group (an index into the batch's
+/// distinct groups), the partition, the owner to write (None releases) and the etag it
+/// presents.
+#[derive(Clone, Copy)]
 struct ClaimRow<'a> {
     group: usize,
     partition_id: &'a str,
@@ -101,7 +101,7 @@ impl<'a> ClaimBatch<'a> {
                     groups.len() - 1
                 }
             };
-            model::name("partition_id", &request.partition_id)?;
+            let partition_id = model::name("partition_id", &request.partition_id)?;
             let owner = model::owner(request.owner_id.as_deref())?;
             let etag = match request.etag.as_deref() {
                 None | Some("") => None,
@@ -109,9 +109,12 @@ impl<'a> ClaimBatch<'a> {
             };
             claims.push(Claim {
                 request,
-                group,
-                owner,
-                etag,
+                row: ClaimRow {
+                    group,
+                    partition_id,
+                    owner,
+                    etag,
+                },
             });
         }
         Ok(ClaimBatch {
@@ -125,12 +128,7 @@ impl<'a> ClaimBatch<'a> {
     }
 
     fn rows(&self) -> impl ExactSizeIterator<Item = ClaimRow<'_>> {
-        self.claims.iter().map(|c| ClaimRow {
-            group: c.group,
-            partition_id: &c.request.partition_id,
-            owner: c.owner,
-            etag: c.etag,
-        })
+        self.claims.iter().map(|c| c.row)
     }
 
     /// The owned form, for running the transaction on another thread.
@@ -168,7 +166,7 @@ impl<'a> ClaimBatch<'a> {
                 event_hub_name: r.event_hub_name.clone(),
                 consumer_group: r.consumer_group.clone(),
                 partition_id: r.partition_id.clone(),
-                owner_id: claim.owner.map(ToOwned::to_owned),
+                owner_id: claim.row.owner.map(ToOwned::to_owned),
                 etag: Some(etag.to_string()),
                 last_modified_time: Some(outcome.now),
             });
