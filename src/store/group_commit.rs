@@ -1,12 +1,17 @@
-//! Group commit of checkpoint writes: concurrent writers share one transaction (and so one
-//! fsync), without timers.
+//! Group commit of checkpoint writes and claims: concurrent writers share one transaction (and
+//! so one fsync), without timers.
 //!
-//! A writer queues its write. If no one is committing, it becomes the *leader*: it takes every
+//! A writer queues its write (a checkpoint, or a whole `claim_ownership` call). If no one is committing, it becomes the *leader*: it takes every
 //! queued write, commits them in one `BEGIN IMMEDIATE` transaction, replies to each writer, and
 //! repeats while writes keep arriving. Writes that arrive during a commit simply wait for the
 //! next one, so a lone writer commits at once and a busy store batches by itself.
 //!
 //! - Within a batch writes apply in arrival order, so the latest value per partition wins.
+//! - A claim call is applied whole, at its place in the batch: each of its claims is decided on
+//!   its own by `changes() == 1` of one statement, as in a transaction of its own, and its time
+//!   is read from the clock inside the transaction, when its turn comes.
+//! - The leader holds the store's writer lock (`wait.rs`) for each batch, so the group commit
+//!   never meets a lock of another writer of this store.
 //! - A writer hears `Ok` only after the commit that holds its write has returned: with
 //!   `synchronous=FULL`, after it is on disk.
 //! - A fenced write is checked inside the batch's transaction. If its check fails it alone gets
@@ -35,8 +40,8 @@ use std::time::{Duration, Instant};
 use rusqlite::TransactionBehavior;
 use tokio::sync::oneshot;
 
-use super::ops;
-use super::Inner;
+use super::ops::{self, ClaimOutcome, PackedClaims};
+use super::{wait, Inner};
 use crate::error::{Error, Result};
 use crate::model::PartitionKey;
 
@@ -59,19 +64,32 @@ pub(crate) struct Fence {
     pub context: Option<Option<String>>,
 }
 
+/// What the group commit does for one writer.
+pub(crate) enum Job {
+    Checkpoint(Write),
+    /// One `claim_ownership` call.
+    Claims(PackedClaims),
+}
+
+/// A committed job's answer.
+pub(crate) enum Answer {
+    Written,
+    Claimed(ClaimOutcome),
+}
+
 enum Msg {
-    Done(Result<()>),
+    Done(Result<Answer>),
     /// Sent to a waiting blocking writer: the queue has writes and no leader; lead.
     Lead,
 }
 
 enum Reply {
-    Async(oneshot::Sender<Result<()>>),
+    Async(oneshot::Sender<Result<Answer>>),
     Blocking(mpsc::Sender<Msg>),
 }
 
 impl Reply {
-    fn done(self, result: Result<()>) {
+    fn done(self, result: Result<Answer>) {
         // A writer that stopped waiting (a dropped future) no longer needs its answer.
         let _ = match self {
             Reply::Async(tx) => tx.send(result).is_ok(),
@@ -82,7 +100,7 @@ impl Reply {
 
 struct Pending {
     id: u64,
-    write: Write,
+    job: Job,
     reply: Reply,
 }
 
@@ -99,6 +117,7 @@ pub(crate) struct GroupCommit {
     queue: Mutex<Queue>,
     writes: AtomicU64,
     commits: AtomicU64,
+    claims: AtomicU64,
     signal: Arc<Signal>,
 }
 
@@ -121,14 +140,26 @@ impl Drop for GroupCommit {
     }
 }
 
-/// How many checkpoint writes this store committed, in how many transactions. Their ratio is
-/// the average group-commit batch.
+/// How many checkpoint writes and claim calls this store committed, in how many
+/// transactions, and how often its connections waited for a lock. `writes / commits` is the
+/// average group-commit batch.
+///
+/// `busy_waits` counts SQLite lock waits, which only another process (or another store on the
+/// same file) can cause: the writers of one store queue in process instead, which
+/// `lock_waits` counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommitStats {
     /// Checkpoint writes committed (fenced writes that lost their ownership are not counted).
     pub writes: u64,
     /// Transactions that committed them.
     pub commits: u64,
+    /// `claim_ownership` calls committed (each in the transaction of its group-commit batch).
+    pub claims: u64,
+    /// Times a connection of this store met a SQLite lock held by another connection and waited
+    /// (calls of its busy handler).
+    pub busy_waits: u64,
+    /// Times a writer of this store queued in process behind another writer of this store.
+    pub lock_waits: u64,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -138,10 +169,13 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    pub(crate) fn stats(&self) -> CommitStats {
+    pub(crate) fn stats(&self, counters: &wait::Counters) -> CommitStats {
         CommitStats {
             writes: self.writes.load(Ordering::Relaxed),
             commits: self.commits.load(Ordering::Relaxed),
+            claims: self.claims.load(Ordering::Relaxed),
+            busy_waits: counters.busy_waits.load(Ordering::Relaxed),
+            lock_waits: counters.lock_waits.load(Ordering::Relaxed),
         }
     }
 
@@ -150,12 +184,12 @@ impl GroupCommit {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a write; returns its id and whether the caller must now lead.
-    fn enqueue(&self, write: Write, reply: Reply) -> (u64, bool) {
+    /// Queues a job; returns its id and whether the caller must now lead.
+    fn enqueue(&self, job: Job, reply: Reply) -> (u64, bool) {
         let mut q = self.lock();
         let id = q.next_id;
         q.next_id += 1;
-        q.pending.push(Pending { id, write, reply });
+        q.pending.push(Pending { id, job, reply });
         let lead = !q.leading;
         q.leading = true;
         (id, lead)
@@ -164,8 +198,37 @@ impl GroupCommit {
 
 /// Writes `write` in the next group commit and resolves after that commit.
 pub(crate) async fn submit(inner: &Arc<Inner>, write: Write) -> Result<()> {
+    submit_job(inner, Job::Checkpoint(write)).await.map(|_| ())
+}
+
+/// Applies a claim call in the next group commit and resolves after that commit.
+pub(crate) async fn submit_claims(
+    inner: &Arc<Inner>,
+    claims: PackedClaims,
+) -> Result<ClaimOutcome> {
+    claimed(submit_job(inner, Job::Claims(claims)).await)
+}
+
+/// Like [`submit_claims`], on the calling thread.
+pub(crate) fn submit_claims_blocking(
+    inner: &Arc<Inner>,
+    claims: PackedClaims,
+) -> Result<ClaimOutcome> {
+    claimed(submit_job_blocking(inner, Job::Claims(claims)))
+}
+
+fn claimed(answer: Result<Answer>) -> Result<ClaimOutcome> {
+    match answer? {
+        Answer::Claimed(outcome) => Ok(outcome),
+        Answer::Written => Err(Error::internal(
+            "a claim was answered as a checkpoint write",
+        )),
+    }
+}
+
+async fn submit_job(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
     let (tx, rx) = oneshot::channel();
-    let (_, must_lead) = inner.group.enqueue(write, Reply::Async(tx));
+    let (_, must_lead) = inner.group.enqueue(job, Reply::Async(tx));
     let answer = if must_lead {
         start_committer(inner);
         // Alone in the queue, this write is committed at once: wait for it awake.
@@ -178,8 +241,12 @@ pub(crate) async fn submit(inner: &Arc<Inner>, write: Write) -> Result<()> {
 
 /// Like [`submit`], on the calling thread.
 pub(crate) fn submit_blocking(inner: &Arc<Inner>, write: Write) -> Result<()> {
+    submit_job_blocking(inner, Job::Checkpoint(write)).map(|_| ())
+}
+
+fn submit_job_blocking(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
     let (tx, rx) = mpsc::channel();
-    let (id, mut lead_now) = inner.group.enqueue(write, Reply::Blocking(tx));
+    let (id, mut lead_now) = inner.group.enqueue(job, Reply::Blocking(tx));
     loop {
         if lead_now && lead(inner, Some(id)) {
             start_committer(inner);
@@ -298,43 +365,58 @@ fn hand_off(q: &Queue) -> bool {
     })
 }
 
-/// Commits one batch in one transaction and answers every writer in it.
+/// Commits one batch in one transaction, holding the store's writer lock, and answers every
+/// writer in it.
 fn commit(inner: &Inner, batch: Vec<Pending>) {
-    let mut fenced_out: Vec<Option<Error>> = Vec::with_capacity(batch.len());
-    let outcome = (|| -> Result<()> {
-        let mut conn = inner.pool.get()?;
+    // Each job's own answer, valid only if the transaction commits.
+    let mut answers: Vec<Result<Answer>> = Vec::with_capacity(batch.len());
+    let timeout = inner.options.busy_timeout();
+    let outcome = wait::scope(&inner.counters, Some(&inner.writer), timeout, |left| {
+        let mut conn = inner.pool.get_timeout(left.max(Duration::from_millis(1)))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (mut written, mut claims, mut checkpoints) = (0u64, 0u64, false);
         for p in &batch {
-            let w = &p.write;
-            if let Some(f) = &w.fence {
-                let context = f.context.as_ref().map(Option::as_deref);
-                match ops::fence(&tx, &w.key, &f.owner_id, &f.etag, context) {
-                    Ok(()) => {}
-                    Err(lost @ Error::OwnershipLost { .. }) => {
-                        fenced_out.push(Some(lost));
-                        continue;
+            match &p.job {
+                Job::Checkpoint(w) => {
+                    checkpoints = true;
+                    if let Some(f) = &w.fence {
+                        let context = f.context.as_ref().map(Option::as_deref);
+                        match ops::fence(&tx, &w.key, &f.owner_id, &f.etag, context) {
+                            Ok(()) => {}
+                            Err(lost @ Error::OwnershipLost { .. }) => {
+                                answers.push(Err(lost));
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
-                    Err(e) => return Err(e),
+                    ops::write_checkpoint(&tx, &w.key, w.offset.as_deref(), w.sequence_number)?;
+                    written += 1;
+                    answers.push(Ok(Answer::Written));
+                }
+                Job::Claims(c) => {
+                    answers.push(Ok(Answer::Claimed(c.apply(&tx, inner.clock())?)));
+                    claims += 1;
                 }
             }
-            ops::write_checkpoint(&tx, &w.key, w.offset.as_deref(), w.sequence_number)?;
-            fenced_out.push(None);
         }
         tx.commit()?;
-        let written = fenced_out.iter().filter(|lost| lost.is_none()).count();
-        inner
-            .group
-            .writes
-            .fetch_add(written as u64, Ordering::Relaxed);
-        inner.group.commits.fetch_add(1, Ordering::Relaxed);
+        let group = &inner.group;
+        group.writes.fetch_add(written, Ordering::Relaxed);
+        group
+            .commits
+            .fetch_add(u64::from(checkpoints), Ordering::Relaxed);
+        group.claims.fetch_add(claims, Ordering::Relaxed);
         Ok(())
-    })()
+    })
     .map_err(|e| e.at(inner.path.as_deref()));
-    fenced_out.resize_with(batch.len(), || None);
-    for (p, lost) in batch.into_iter().zip(fenced_out) {
-        p.reply.done(match lost {
-            Some(lost) => Err(lost),
-            None => outcome.clone(),
+    let mut answers = answers.into_iter();
+    for p in batch {
+        let answer = answers.next();
+        p.reply.done(match (&outcome, answer) {
+            (Ok(()), Some(answer)) => answer,
+            (Err(e), _) => Err(e.clone()),
+            (Ok(()), None) => Err(Error::internal("a committed job has no answer")),
         });
     }
 }

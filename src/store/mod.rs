@@ -5,6 +5,7 @@ pub(crate) mod group_commit;
 
 pub use group_commit::CommitStats;
 pub(crate) mod ops;
+pub(crate) mod wait;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,10 @@ pub(crate) struct Inner {
     path: Option<PathBuf>,
     options: StoreOptions,
     group: group_commit::GroupCommit,
+    /// Writers of this store queue here, in process, before they begin a transaction.
+    writer: wait::WriterLock,
+    /// Busy waits and lock waits of this store's connections.
+    counters: Arc<wait::Counters>,
     /// An in-memory database lives as long as one connection to it: this one.
     _keeper: Option<Mutex<Connection>>,
 }
@@ -109,6 +114,8 @@ impl SqliteCheckpointStore {
                 path: None,
                 options,
                 group: Default::default(),
+                writer: Default::default(),
+                counters: Default::default(),
                 _keeper: Some(Mutex::new(keeper)),
             }),
         })
@@ -135,6 +142,8 @@ impl SqliteCheckpointStore {
                 path: Some(path.to_owned()),
                 options,
                 group: Default::default(),
+                writer: Default::default(),
+                counters: Default::default(),
                 _keeper: None,
             }),
         })
@@ -148,7 +157,10 @@ impl SqliteCheckpointStore {
         let (durability, busy) = (options.durability(), options.busy_timeout());
         let manager = SqliteConnectionManager::file(target)
             .with_flags(flags)
-            .with_init(move |c| schema::configure(c, durability, busy));
+            .with_init(move |c| {
+                schema::configure(c, durability, busy)?;
+                c.busy_handler(Some(wait::on_busy))
+            });
         // Every connection is opened here, and none is ever reaped (no idle timeout, no
         // maximum lifetime) or replaced (SQLite connections never report broken). So no r2d2
         // background work is scheduled after `open`, and dropping the last store handle closes
@@ -175,10 +187,11 @@ impl SqliteCheckpointStore {
         &self.inner.options
     }
 
-    /// How many checkpoint writes this store (this value and its clones, in this process) has
-    /// committed, and in how many transactions: concurrent writes share one (group commit).
+    /// How many checkpoint writes and claims this store (this value and its clones, in this
+    /// process) has committed, in how many transactions (concurrent writes share one: group
+    /// commit), and how often its connections waited for a lock.
     pub fn commit_stats(&self) -> CommitStats {
-        self.inner.group.stats()
+        self.inner.group.stats(&self.inner.counters)
     }
 
     /// The schema version of this build (`PRAGMA user_version` of the files it writes).
@@ -186,19 +199,47 @@ impl SqliteCheckpointStore {
         schema::supported_version()
     }
 
-    /// Runs `f` with a pooled connection on the calling thread.
+    /// Runs `f` with a pooled connection on the calling thread, holding the store's writer
+    /// lock: use it for anything that may write.
     pub(crate) fn with_conn<T>(
         &self,
         f: impl FnOnce(&Inner, &mut Connection) -> Result<T>,
     ) -> Result<T> {
-        self.inner.run(f)
+        self.inner.run(true, f)
     }
 
-    /// The one async hop: runs `f` with a pooled connection on tokio's blocking pool, and waits
-    /// for it awake at first (`wait_awake`), so a quick answer costs no wake-up. The
-    /// connection is taken inside the blocking task, the caller's tracing span is entered
-    /// there, and a panic comes back as [`Error::Internal`].
+    /// Like [`with_conn`](Self::with_conn) for an operation that only reads: it does not queue
+    /// behind writers (WAL readers never wait for them).
+    pub(crate) fn with_read_conn<T>(
+        &self,
+        f: impl FnOnce(&Inner, &mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        self.inner.run(false, f)
+    }
+
+    /// The one async hop: runs `f` with a pooled connection on tokio's blocking pool, holding
+    /// the store's writer lock (see [`interact_read`](Self::interact_read)), and waits for it
+    /// awake at first (`wait_awake`), so a quick answer costs no wake-up. The connection is
+    /// taken inside the blocking task, the caller's tracing span is entered there, and a panic
+    /// comes back as [`Error::Internal`].
     pub(crate) async fn interact<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut Connection) -> Result<T> + Send + 'static,
+    {
+        self.hop(true, f).await
+    }
+
+    /// [`interact`](Self::interact) for an operation that only reads: no writer lock.
+    pub(crate) async fn interact_read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut Connection) -> Result<T> + Send + 'static,
+    {
+        self.hop(false, f).await
+    }
+
+    async fn hop<T, F>(&self, write: bool, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Inner, &mut Connection) -> Result<T> + Send + 'static,
@@ -207,7 +248,7 @@ impl SqliteCheckpointStore {
         let span = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            inner.run(f)
+            inner.run(write, f)
         });
         match group_commit::wait_awake(task, self.inner.options.spin_wait()).await {
             Ok(result) => result,
@@ -232,7 +273,12 @@ impl SqliteCheckpointStore {
     /// # Errors
     /// As [`CheckpointStore::claim_ownership`].
     pub fn blocking_claim_ownership(&self, ownerships: &[Ownership]) -> Result<Vec<Ownership>> {
-        self.with_conn(|inner, c| ops::claim_ownership(c, inner.clock(), ownerships))
+        let batch = ops::ClaimBatch::validate(ownerships)?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcome = group_commit::submit_claims_blocking(&self.inner, batch.pack())?;
+        Ok(batch.results(outcome))
     }
 
     /// [`CheckpointStore::list_ownerships`] on the calling thread.
@@ -245,7 +291,7 @@ impl SqliteCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> Result<Vec<Ownership>> {
-        self.with_conn(|_, c| {
+        self.with_read_conn(|_, c| {
             ops::list_ownerships(c, fully_qualified_namespace, event_hub_name, consumer_group)
         })
     }
@@ -260,7 +306,7 @@ impl SqliteCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> Result<Vec<Checkpoint>> {
-        self.with_conn(|_, c| {
+        self.with_read_conn(|_, c| {
             ops::list_checkpoints(c, fully_qualified_namespace, event_hub_name, consumer_group)
         })
     }
@@ -340,11 +386,21 @@ impl SqliteCheckpointStore {
 }
 
 impl Inner {
-    fn run<T>(&self, f: impl FnOnce(&Inner, &mut Connection) -> Result<T>) -> Result<T> {
-        let result = match self.pool.get() {
-            Ok(mut conn) => f(self, &mut conn),
-            Err(e) => Err(e.into()),
-        };
+    /// Runs `f` with a pooled connection as one operation whose waits together stay within
+    /// the busy timeout: queued in process for the writer lock first if it may `write`, then
+    /// for a free connection, then (in SQLite's busy handler) for other processes' locks.
+    pub(crate) fn run<T>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Inner, &mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        let lock = write.then_some(&self.writer);
+        let result = wait::scope(&self.counters, lock, self.options.busy_timeout(), |left| {
+            let mut conn = self
+                .pool
+                .get_timeout(left.max(std::time::Duration::from_millis(1)))?;
+            f(self, &mut conn)
+        });
         result.map_err(|e| e.at(self.path.as_deref()))
     }
 
@@ -376,15 +432,12 @@ pub(crate) fn create_private(path: &Path, mode: u32) -> Result<()> {
 impl CheckpointStore for SqliteCheckpointStore {
     async fn claim_ownership(&self, ownerships: &[Ownership]) -> Result<Vec<Ownership>> {
         // Validated here, and the answers built here from the caller's requests: only the
-        // transaction and the little it needs go to the blocking pool.
+        // little the transaction needs goes to the group commit.
         let batch = ops::ClaimBatch::validate(ownerships)?;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let packed = batch.pack();
-        let outcome = self
-            .interact(move |inner, c| packed.write(c, inner.clock()))
-            .await?;
+        let outcome = group_commit::submit_claims(&self.inner, batch.pack()).await?;
         Ok(batch.results(outcome))
     }
 
@@ -395,7 +448,7 @@ impl CheckpointStore for SqliteCheckpointStore {
         consumer_group: &str,
     ) -> Result<Vec<Ownership>> {
         let (ns, hub, group) = owned(fully_qualified_namespace, event_hub_name, consumer_group);
-        self.interact(move |_, c| ops::list_ownerships(c, &ns, &hub, &group))
+        self.interact_read(move |_, c| ops::list_ownerships(c, &ns, &hub, &group))
             .await
     }
 
@@ -406,7 +459,7 @@ impl CheckpointStore for SqliteCheckpointStore {
         consumer_group: &str,
     ) -> Result<Vec<Checkpoint>> {
         let (ns, hub, group) = owned(fully_qualified_namespace, event_hub_name, consumer_group);
-        self.interact(move |_, c| ops::list_checkpoints(c, &ns, &hub, &group))
+        self.interact_read(move |_, c| ops::list_checkpoints(c, &ns, &hub, &group))
             .await
     }
 

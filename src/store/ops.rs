@@ -1,14 +1,15 @@
 //! The sync core: each operation is a plain function over a connection. The async shell in
 //! `store/mod.rs` calls these inside `spawn_blocking`, the group commit's leader calls the
-//! checkpoint writes, and the blocking API calls them directly. A claim is validated on the caller's thread first (`ClaimBatch`), and only what its transaction
-//! needs crosses to the blocking pool (`PackedClaims`).
+//! checkpoint writes and claims, and the blocking API calls them directly. A claim is
+//! validated on the caller's thread first (`ClaimBatch`), and only what its transaction needs
+//! crosses to the group commit (`PackedClaims`).
 //!
 //! Every write runs in one `BEGIN IMMEDIATE` transaction, and every argument is validated
 //! before that transaction starts.
 
 use std::ops::Range;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -176,15 +177,15 @@ impl<'a> ClaimBatch<'a> {
 }
 
 impl PackedClaims {
-    /// Runs the claim transaction (see [`claim_ownership`]).
-    pub(crate) fn write(&self, conn: &mut Connection, clock: &dyn Clock) -> Result<ClaimOutcome> {
+    /// Applies the claims inside `tx`, an open write transaction (see [`claim_in`]).
+    pub(crate) fn apply(&self, tx: &Transaction<'_>, clock: &dyn Clock) -> Result<ClaimOutcome> {
         let rows = self.rows.iter().map(|r| ClaimRow {
             group: r.group,
             partition_id: &self.text[r.partition_id.clone()],
             owner: r.owner.clone().map(|o| &self.text[o]),
             etag: r.etag.clone().map(|e| &self.text[e]),
         });
-        write_claims(conn, clock, &self.groups, rows)
+        claim_in(tx, clock, &self.groups, rows)
     }
 }
 
@@ -204,29 +205,15 @@ const UPDATE_OWNERSHIP: &str = "\
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
       AND etag = ?8";
 
-/// Claims (or releases) each requested ownership on its own, in one transaction, and returns
-/// the claims that won with their new etag and time. See DESIGN §3.1.
-pub(crate) fn claim_ownership(
-    conn: &mut Connection,
-    clock: &dyn Clock,
-    requests: &[Ownership],
-) -> Result<Vec<Ownership>> {
-    let batch = ClaimBatch::validate(requests)?;
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    let outcome = write_claims(conn, clock, &batch.groups, batch.rows())?;
-    Ok(batch.results(outcome))
-}
-
-/// The claim transaction: each row is decided on its own by `changes() == 1` of one statement.
-fn write_claims<'r>(
-    conn: &mut Connection,
+/// Claims (or releases) each row on its own inside `tx`, an open write transaction, and returns
+/// the time and, per row, the new etag of a claim that won. See DESIGN §3.1. Each row is
+/// decided by `changes() == 1` of one statement.
+fn claim_in<'r>(
+    tx: &Transaction<'_>,
     clock: &dyn Clock,
     groups: &[GroupKey],
     rows: impl ExactSizeIterator<Item = ClaimRow<'r>>,
 ) -> Result<ClaimOutcome> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read the clock under the write lock, so stamps follow the order of the writes.
     let now = clock.now_utc();
     let stamp = to_nanos(now)?;
@@ -274,7 +261,6 @@ fn write_claims<'r>(
             }
         }
     }
-    tx.commit()?;
     Ok(ClaimOutcome { now, etags })
 }
 

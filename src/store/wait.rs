@@ -1,0 +1,270 @@
+//! Waiting for the write lock, in two places.
+//!
+//! - **In this process**, writers of one store queue on the store's [`WriterLock`], first come
+//!   first served, before they begin a transaction: they never meet `SQLITE_BUSY` from each
+//!   other. Every operation takes it unless it only reads (see `Inner::run`); the group commit
+//!   takes it for each batch (claims and checkpoint writes).
+//! - **Across processes**, a connection that meets another process's lock waits in
+//!   [`on_busy`], the busy handler of every pooled connection. SQLite's own handler sleeps in
+//!   steps of 1, 2, 5, 10 … 100 ms, which is long for transactions that take tens of
+//!   microseconds; this one sleeps [`FIRST_SLEEP`] and doubles up to [`LONGEST_SLEEP`].
+//!
+//! The busy timeout is the total wait of one operation: it starts when the operation does, and
+//! the time spent queued in process is taken off what is left for SQLite's lock. Every call of
+//! the busy handler is counted (`CommitStats::busy_waits`), so that a test can tell that one
+//! process's writers never waited on each other's SQLite locks.
+//!
+//! The handler is a plain function (rusqlite takes a `fn`), so it finds the operation's deadline
+//! and counter in a thread-local [`Scope`], set around each operation on the thread that runs
+//! it.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// The first sleep of the busy handler. Linux adds its timer slack (50 µs) to every sleep.
+pub(crate) const FIRST_SLEEP: Duration = Duration::from_micros(20);
+
+/// The longest single sleep of the busy handler: short against the busy timeout, long against
+/// a transaction, so that a waiter polls a few times per commit of another process.
+pub(crate) const LONGEST_SLEEP: Duration = Duration::from_micros(500);
+
+/// The wait counters of one store, shared by its connections.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Calls of the busy handler: times a connection of this store met a SQLite lock.
+    pub busy_waits: AtomicU64,
+    /// Times a writer of this store queued behind another writer of this store.
+    pub lock_waits: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct LockState {
+    held: bool,
+    /// Tickets of the waiting writers, in arrival order: the front one goes next.
+    queue: VecDeque<u64>,
+    next_ticket: u64,
+}
+
+/// The in-process write lock of one store: first come, first served, with a deadline.
+#[derive(Debug, Default)]
+pub(crate) struct WriterLock {
+    state: Mutex<LockState>,
+    released: Condvar,
+}
+
+/// Holds the [`WriterLock`] until dropped.
+pub(crate) struct WriterGuard<'a>(&'a WriterLock);
+
+impl WriterLock {
+    fn lock_state(&self) -> MutexGuard<'_, LockState> {
+        // No code panics while holding this mutex; recover the state rather than propagate.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the lock, waiting in turn until `deadline`; `None` if it is still held then.
+    fn acquire(&self, deadline: Instant, counters: &Counters) -> Option<WriterGuard<'_>> {
+        let mut state = self.lock_state();
+        if !state.held && state.queue.is_empty() {
+            state.held = true;
+            return Some(WriterGuard(self));
+        }
+        counters.lock_waits.fetch_add(1, Ordering::Relaxed);
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.queue.push_back(ticket);
+        loop {
+            if !state.held && state.queue.front() == Some(&ticket) {
+                state.queue.pop_front();
+                state.held = true;
+                return Some(WriterGuard(self));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                state.queue.retain(|t| *t != ticket);
+                drop(state);
+                // The next in line may be free to go now that this one left.
+                self.released.notify_all();
+                return None;
+            }
+            state = self
+                .released
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock_state().held = false;
+        // Every waiter checks whether it is first in line; with a handful of writers per
+        // process that is cheaper than a handoff per waiter.
+        self.0.released.notify_all();
+    }
+}
+
+/// What the busy handler needs to know about the operation running on its thread.
+struct Scope {
+    deadline: Instant,
+    counters: Arc<Counters>,
+    /// The address of the writer lock this thread holds, if any (a nested operation of the same
+    /// store must not wait for itself).
+    holds: Option<usize>,
+    /// When the current wait for a SQLite lock began.
+    waiting_since: Option<Instant>,
+}
+
+thread_local! {
+    static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` as one operation with a total wait of `timeout`: holding `lock` (if given, queued
+/// in process first), and with the busy handler counting into `counters` and giving up at the
+/// deadline. `f` gets the time left.
+///
+/// # Errors
+/// [`Error::Busy`] if `lock` is still held by another writer of the store at the deadline;
+/// otherwise what `f` returns.
+pub(crate) fn scope<T>(
+    counters: &Arc<Counters>,
+    lock: Option<&WriterLock>,
+    timeout: Duration,
+    f: impl FnOnce(Duration) -> Result<T>,
+) -> Result<T> {
+    let start = Instant::now();
+    let deadline = start
+        .checked_add(timeout)
+        .unwrap_or_else(|| start + Duration::from_secs(86_400 * 365));
+    let address = lock.map(|l| l as *const WriterLock as usize);
+    let held_here = SCOPE.with(|s| {
+        s.borrow()
+            .as_ref()
+            .is_some_and(|s| s.holds.is_some() && s.holds == address)
+    });
+    let _guard =
+        match lock {
+            Some(lock) if !held_here => Some(lock.acquire(deadline, counters).ok_or_else(
+                || Error::Busy {
+                    source: crate::error::message(
+                        "another writer of this store held the write lock past the busy timeout",
+                    ),
+                },
+            )?),
+            _ => None,
+        };
+    let previous = SCOPE.with(|s| {
+        s.borrow_mut().replace(Scope {
+            deadline,
+            counters: Arc::clone(counters),
+            holds: if held_here || lock.is_some() {
+                address
+            } else {
+                None
+            },
+            waiting_since: None,
+        })
+    });
+    // Restores the outer scope even if `f` unwinds.
+    struct Restore(Option<Option<Scope>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(previous) = self.0.take() {
+                SCOPE.with(|s| *s.borrow_mut() = previous);
+            }
+        }
+    }
+    let _restore = Restore(Some(previous));
+    f(deadline.saturating_duration_since(Instant::now()))
+}
+
+/// The busy handler of every pooled connection: `count` is how many times it was called for
+/// this lock already. Sleeps a little longer each time, and gives up (`false`, so that the
+/// statement fails with `SQLITE_BUSY`) once the operation's deadline has passed.
+pub(crate) fn on_busy(count: i32) -> bool {
+    SCOPE.with(|s| {
+        let mut s = s.borrow_mut();
+        let now = Instant::now();
+        let deadline = match s.as_mut() {
+            Some(scope) => {
+                scope.counters.busy_waits.fetch_add(1, Ordering::Relaxed);
+                if count == 0 || scope.waiting_since.is_none() {
+                    scope.waiting_since = Some(now);
+                }
+                scope.deadline
+            }
+            // Not inside an operation (every use of a pooled connection is, so this is a
+            // connection being set up): wait as long as the default busy timeout allows.
+            None => {
+                let since = FALLBACK_SINCE.with(|f| {
+                    if count == 0 || f.get().is_none() {
+                        f.set(Some(now));
+                    }
+                    f.get().unwrap_or(now)
+                });
+                since + crate::options::StoreOptions::default().busy_timeout()
+            }
+        };
+        drop(s);
+        if now >= deadline {
+            return false;
+        }
+        let step = FIRST_SLEEP
+            .saturating_mul(1u32 << count.clamp(0, 16))
+            .min(LONGEST_SLEEP);
+        std::thread::sleep(step.min(deadline - now));
+        true
+    })
+}
+
+thread_local! {
+    static FALLBACK_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lock_is_first_come_first_served_and_gives_up_at_the_deadline() {
+        let lock = Arc::new(WriterLock::default());
+        let counters = Arc::new(Counters::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = lock
+            .acquire(Instant::now() + Duration::from_secs(5), &counters)
+            .map(|g| std::mem::forget(g));
+        assert!(first.is_some());
+        // Held (the guard was forgotten): a waiter with a short deadline gives up.
+        assert!(lock
+            .acquire(Instant::now() + Duration::from_millis(20), &counters)
+            .is_none());
+        let mut threads = Vec::new();
+        for i in 0..4 {
+            let (lock, counters, order) = (lock.clone(), counters.clone(), order.clone());
+            threads.push(std::thread::spawn(move || {
+                let guard = lock.acquire(Instant::now() + Duration::from_secs(30), &counters);
+                assert!(guard.is_some());
+                order.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+            }));
+            // Let each one queue before the next.
+            while lock.lock_state().queue.len() < i + 1 {
+                std::thread::yield_now();
+            }
+        }
+        // Release the forgotten guard by hand.
+        drop(WriterGuard(&lock));
+        for t in threads {
+            t.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        }
+        assert_eq!(
+            *order.lock().unwrap_or_else(|e| e.into_inner()),
+            [0, 1, 2, 3]
+        );
+        assert_eq!(counters.lock_waits.load(Ordering::Relaxed), 5);
+    }
+}

@@ -1,0 +1,204 @@
+//! Writers of one store queue in process and never wait on each other's SQLite locks: claims,
+//! releases, checkpoint batches (async and blocking), legacy lease writes and admin writes, all
+//! at once, leave `CommitStats::busy_waits` at zero. The counter does count: a lock held by
+//! another connection makes it move. Counts only; no timing is asserted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use eventhubs_checkpointstore_sqlite::legacy::{
+    HostContext, LeaseManager, SqliteCheckpointLeaseManager,
+};
+use eventhubs_checkpointstore_sqlite::{
+    CheckpointStore, Error, SqliteCheckpointStore, StoreOptions,
+};
+
+const PARTITIONS: usize = 32;
+const ROUNDS: usize = 20;
+
+/// 8 tasks steal each other's partitions with the etags of their last list, one claim call per
+/// partition; every fourth call releases instead. Returns the claims won.
+async fn steal(store: SqliteCheckpointStore, task: usize) -> usize {
+    let owner = format!("task-{task}");
+    let mut won = 0;
+    for round in 0..ROUNDS {
+        let listed = store.list_ownerships(NS, HUB, GROUP).await.unwrap();
+        for i in 0..4 {
+            let p = (task * 3 + i + round * 7) % PARTITIONS;
+            let etag = listed
+                .iter()
+                .find(|o| o.partition_id == p.to_string())
+                .and_then(|o| o.etag.clone());
+            let release = (round + i) % 4 == 3;
+            let request = claim(
+                &p.to_string(),
+                (!release).then_some(owner.as_str()),
+                etag.as_deref(),
+            );
+            won += store.claim_ownership(&[request]).await.unwrap().len();
+        }
+    }
+    won
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_process_writers_of_every_kind_never_wait_on_sqlite_locks() {
+    let (_dir, _path, store) = file_store_with(StoreOptions::new().with_pool_size(8));
+    let all: Vec<_> = (0..PARTITIONS)
+        .map(|p| claim(&p.to_string(), Some("seed"), None))
+        .collect();
+    assert_eq!(store.claim_ownership(&all).await.unwrap().len(), PARTITIONS);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..8 {
+        tasks.spawn(steal(store.clone(), task));
+    }
+    // Async checkpoint writers.
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for seq in 0..100 {
+                let p = (w * 4 + seq as usize) % PARTITIONS;
+                store
+                    .update_checkpoint(checkpoint(&p.to_string(), Some("1"), Some(seq)))
+                    .await
+                    .unwrap();
+            }
+            0
+        });
+    }
+    // Legacy hosts acquiring, renewing and releasing leases in another group of the same file.
+    for h in 0..2 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let host = HostContext::new(NS, HUB, "legacy", format!("host-{h}"));
+            let manager = SqliteCheckpointLeaseManager::new(&store, host).unwrap();
+            for round in 0..20 {
+                let p = ((round + h) % 8).to_string();
+                let mut lease = manager.create_lease_if_not_exists(&p).await.unwrap();
+                match manager.acquire_lease(&mut lease).await {
+                    Ok(()) => {}
+                    Err(Error::OwnershipLost { .. }) => continue,
+                    Err(e) => panic!("acquire: {e}"),
+                }
+                for step in [LeaseStep::Renew, LeaseStep::Release] {
+                    let result = match step {
+                        LeaseStep::Renew => manager.renew_lease(&mut lease).await,
+                        LeaseStep::Release => manager.release_lease(&mut lease).await,
+                    };
+                    match result {
+                        Ok(()) | Err(Error::OwnershipLost { .. }) => {}
+                        Err(e) => panic!("lease write: {e}"),
+                    }
+                }
+            }
+            0
+        });
+    }
+    // Blocking writers on their own threads: checkpoints, claims and admin deletes.
+    let mut threads = Vec::new();
+    for t in 0..3 {
+        let store = store.clone();
+        threads.push(std::thread::spawn(move || {
+            for i in 0..60 {
+                let p = format!("blocking-{t}-{}", i % 5);
+                match i % 3 {
+                    0 => store
+                        .blocking_update_checkpoint(&checkpoint(&p, Some("7"), Some(7)))
+                        .unwrap(),
+                    1 => {
+                        store
+                            .blocking_claim_ownership(&[claim(&p, Some("b"), None)])
+                            .unwrap();
+                    }
+                    _ => {
+                        store.delete_checkpoint(NS, HUB, GROUP, &p).unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    let mut won = 0;
+    while let Some(r) = tokio::time::timeout(Duration::from_secs(120), tasks.join_next())
+        .await
+        .expect("the writers must not hang")
+    {
+        won += r.unwrap();
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(won > 0, "some steals must win");
+
+    let stats = store.commit_stats();
+    assert!(stats.claims > 8 * ROUNDS as u64, "{stats:?}");
+    assert!(stats.writes >= 800, "{stats:?}");
+    assert_eq!(
+        stats.busy_waits, 0,
+        "writers of one store must queue in process, not on SQLite's lock: {stats:?}"
+    );
+    // Every partition has one row; the blocking claims added theirs.
+    let listed = store.list_ownerships(NS, HUB, GROUP).await.unwrap();
+    assert_eq!(listed.len(), PARTITIONS + 3 * 5);
+}
+
+enum LeaseStep {
+    Renew,
+    Release,
+}
+
+#[test]
+fn a_lock_held_by_another_connection_is_waited_for_and_counted() {
+    let (_dir, path, store) =
+        file_store_with(StoreOptions::new().with_busy_timeout(Duration::from_secs(10)));
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store
+                .blocking_claim_ownership(&[claim("0", Some("a"), None)])
+                .unwrap()
+        })
+    };
+    // The claim is now waiting for `other`'s lock: its busy handler is counting.
+    while store.commit_stats().busy_waits < 3 {
+        std::thread::yield_now();
+    }
+    tx.commit().unwrap();
+    assert_eq!(writer.join().unwrap().len(), 1);
+    assert!(store.commit_stats().busy_waits >= 3);
+}
+
+#[test]
+fn the_busy_timeout_is_the_total_wait_and_then_busy_is_an_error() {
+    let (_dir, path, store) =
+        file_store_with(StoreOptions::new().with_busy_timeout(Duration::from_millis(200)));
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let err = store
+        .blocking_claim_ownership(&[claim("0", Some("a"), None)])
+        .unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err}");
+    assert!(store.commit_stats().busy_waits > 0);
+    tx.rollback().unwrap();
+    // Nothing was written, and the store works once the lock is gone.
+    assert!(store
+        .blocking_list_ownerships(NS, HUB, GROUP)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .blocking_claim_ownership(&[claim("0", Some("a"), None)])
+            .unwrap()
+            .len(),
+        1
+    );
+}
