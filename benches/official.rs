@@ -1,9 +1,12 @@
 //! Through the official `azure_messaging_eventhubs::CheckpointStore` trait (feature `azure`):
-//! this store against the official `InMemoryCheckpointStore`, in one run. The in-memory store
-//! keeps nothing on disk; it is the floor of what the trait itself costs.
+//! this store against plain rusqlite behind the same trait (`common/plain_official.rs`: one
+//! connection, a mutex, the same SQL) and the official `InMemoryCheckpointStore`, in one run.
+//! The in-memory store keeps nothing on disk; it is the floor of what the trait itself costs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/plain_official.rs"]
+mod plain_official;
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,11 @@ fn checkpoint(partition: usize, seq: i64) -> Checkpoint {
 }
 
 fn creates(group: &str) -> Vec<Ownership> {
-    (0..1024)
+    creates_n(group, 1024)
+}
+
+fn creates_n(group: &str, n: usize) -> Vec<Ownership> {
+    (0..n)
         .map(|p| Ownership {
             fully_qualified_namespace: NS.into(),
             event_hub_name: HUB.into(),
@@ -74,28 +81,58 @@ fn workloads(c: &mut Criterion, name: &str, store: &dyn CheckpointStore) {
     });
     group.finish();
 
-    let mut group = c.benchmark_group("official_trait_claim_1024");
-    let mut i = 0;
-    group.bench_function(name, |b| {
-        b.to_async(&rt).iter_batched(
-            || {
-                i += 1;
-                creates(&format!("g{i}"))
-            },
-            |batch| async move { assert_eq!(store.claim_ownership(&batch).await.unwrap().len(), 1024) },
-            BatchSize::PerIteration,
-        )
-    });
-    group.finish();
+    for n in [32, 1024] {
+        let mut group = c.benchmark_group(format!("official_trait_claim_{n}"));
+        let mut i = 0;
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                || {
+                    i += 1;
+                    creates_n(&format!("c{n}-{i}"), n)
+                },
+                |batch| async move { assert_eq!(store.claim_ownership(&batch).await.unwrap().len(), n) },
+                BatchSize::PerIteration,
+            )
+        });
+        group.finish();
+        // Renewing n held partitions with the etags of the previous claim, as a processor
+        // does; preparing the requests is not timed.
+        let held = std::cell::RefCell::new(
+            rt.block_on(store.claim_ownership(&creates_n(&format!("r{n}"), n)))
+                .unwrap(),
+        );
+        let mut group = c.benchmark_group(format!("official_trait_renew_{n}"));
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                || held.borrow().clone(),
+                |batch| {
+                    let held = &held;
+                    async move {
+                        let renewed = store.claim_ownership(&batch).await.unwrap();
+                        assert_eq!(renewed.len(), n);
+                        std::mem::replace(&mut *held.borrow_mut(), renewed)
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.finish();
+    }
 }
 
-/// Listing 1024 ownerships of a store that holds just those.
+/// Listing 1024 ownerships and 1024 checkpoints of a store that holds just those.
 fn list(c: &mut Criterion, name: &str, store: &dyn CheckpointStore) {
     let rt = runtime();
     rt.block_on(async {
         store.claim_ownership(&creates(GROUP)).await.unwrap();
+        for p in 0..1024 {
+            store
+                .update_checkpoint(checkpoint(p, p as i64))
+                .await
+                .unwrap();
+        }
     });
-    let mut group = c.benchmark_group("official_trait_list_1024");
+    let mut group = c.benchmark_group("official_trait_list_1024_ownerships");
     group.bench_function(name, |b| {
         b.to_async(&rt).iter(|| async {
             assert_eq!(
@@ -105,19 +142,47 @@ fn list(c: &mut Criterion, name: &str, store: &dyn CheckpointStore) {
         })
     });
     group.finish();
+    let mut group = c.benchmark_group("official_trait_list_1024_checkpoints");
+    group.bench_function(name, |b| {
+        b.to_async(&rt).iter(|| async {
+            assert_eq!(
+                store.list_checkpoints(NS, HUB, GROUP).await.unwrap().len(),
+                1024
+            )
+        })
+    });
+    group.finish();
 }
 
 fn official(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
+    let plain = |name: &str, durability| {
+        plain_official::PlainStore::open(&dir.path().join(name), durability, true).unwrap()
+    };
     let full = common::store(dir.path(), "full.db", Durability::Full);
     workloads(c, "sqlite_full", &full);
+    workloads(
+        c,
+        "plain_rusqlite_full",
+        &plain("plain-full.db", Durability::Full),
+    );
     let normal = common::store(dir.path(), "normal.db", Durability::Normal);
     workloads(c, "sqlite_normal", &normal);
+    workloads(
+        c,
+        "plain_rusqlite_normal",
+        &plain("plain-normal.db", Durability::Normal),
+    );
     workloads(c, "official_in_memory", &InMemoryCheckpointStore::new());
     list(
         c,
         "sqlite_full",
         &common::store(dir.path(), "list.db", Durability::Full),
+    );
+    list(
+        c,
+        "plain_rusqlite_full",
+        &plain("plain-list.db", Durability::Full),
     );
     list(c, "official_in_memory", &InMemoryCheckpointStore::new());
 }

@@ -116,8 +116,6 @@ struct Scope {
     /// The address of the writer lock this thread holds, if any (a nested operation of the same
     /// store must not wait for itself).
     holds: Option<usize>,
-    /// When the current wait for a SQLite lock began.
-    waiting_since: Option<Instant>,
 }
 
 thread_local! {
@@ -167,7 +165,6 @@ pub(crate) fn scope<T>(
             } else {
                 None
             },
-            waiting_since: None,
         })
     });
     // Restores the outer scope even if `f` unwinds.
@@ -193,9 +190,6 @@ pub(crate) fn on_busy(count: i32) -> bool {
         let deadline = match s.as_mut() {
             Some(scope) => {
                 scope.counters.busy_waits.fetch_add(1, Ordering::Relaxed);
-                if count == 0 || scope.waiting_since.is_none() {
-                    scope.waiting_since = Some(now);
-                }
                 scope.deadline
             }
             // Not inside an operation (every use of a pooled connection is, so this is a
@@ -230,24 +224,26 @@ thread_local! {
 mod tests {
     use super::*;
 
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
     #[test]
     fn the_lock_is_first_come_first_served_and_gives_up_at_the_deadline() {
         let lock = Arc::new(WriterLock::default());
         let counters = Arc::new(Counters::default());
         let order = Arc::new(Mutex::new(Vec::new()));
-        let first = lock
-            .acquire(Instant::now() + Duration::from_secs(5), &counters)
-            .map(|g| std::mem::forget(g));
+        let first = lock.acquire(far(), &counters);
         assert!(first.is_some());
-        // Held (the guard was forgotten): a waiter with a short deadline gives up.
-        assert!(lock
-            .acquire(Instant::now() + Duration::from_millis(20), &counters)
-            .is_none());
+        // Held: a waiter with a short deadline gives up, and leaves the queue.
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(lock.acquire(soon, &counters).is_none());
+        assert!(lock.lock_state().queue.is_empty());
         let mut threads = Vec::new();
         for i in 0..4 {
-            let (lock, counters, order) = (lock.clone(), counters.clone(), order.clone());
+            let (waiter, counters, order) = (lock.clone(), counters.clone(), order.clone());
             threads.push(std::thread::spawn(move || {
-                let guard = lock.acquire(Instant::now() + Duration::from_secs(30), &counters);
+                let guard = waiter.acquire(far(), &counters);
                 assert!(guard.is_some());
                 order.lock().unwrap_or_else(|e| e.into_inner()).push(i);
             }));
@@ -256,8 +252,7 @@ mod tests {
                 std::thread::yield_now();
             }
         }
-        // Release the forgotten guard by hand.
-        drop(WriterGuard(&lock));
+        drop(first);
         for t in threads {
             t.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         }
