@@ -1,8 +1,9 @@
 //! Feature `azure`: `SqliteCheckpointStore` as an `azure_messaging_eventhubs::CheckpointStore`,
 //! so it drops into the official Rust `EventProcessor` in place of the Blob store.
 //!
-//! The trait impl converts the official models into ours, calls the store's own methods and
-//! converts back; our [`Error`] becomes an `azure_core::Error` that keeps it as its source.
+//! The trait impl reads the official models in place and builds them straight from the rows
+//! (claims and lists go through the same code as ours, generic over the model; a checkpoint
+//! write converts); our [`Error`] becomes an `azure_core::Error` that keeps it as its source.
 
 use azure_core::error::ErrorKind;
 use azure_core::http::Etag;
@@ -11,6 +12,7 @@ use azure_messaging_eventhubs::models;
 use crate::checkpoint_store::CheckpointStore;
 use crate::error::Error;
 use crate::model::{Checkpoint, Ownership};
+use crate::store::ops::{self, ClaimRequest, Listed};
 use crate::store::SqliteCheckpointStore;
 
 impl From<models::Ownership> for Ownership {
@@ -97,17 +99,56 @@ impl From<Error> for azure_core::Error {
 /// Azure Storage accepts an etag in If-Match with or without the quotes of its HTTP form, and
 /// the Blob store hands out both (quoted from a claim, bare from a list). Accept both here too:
 /// our etags are bare UUIDs, so `"<uuid>"` can only mean `<uuid>`.
-fn unquote(etag: String) -> String {
-    match etag
-        .strip_prefix('"')
+fn unquote(etag: &str) -> &str {
+    etag.strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
-    {
-        Some(inner) => inner.to_owned(),
-        None => etag,
+        .unwrap_or(etag)
+}
+
+impl ClaimRequest for models::Ownership {
+    fn names(&self) -> [&str; 4] {
+        [
+            &self.fully_qualified_namespace,
+            &self.event_hub_name,
+            &self.consumer_group,
+            &self.partition_id,
+        ]
+    }
+
+    fn owner_id(&self) -> Option<&str> {
+        self.owner_id.as_deref()
+    }
+
+    fn etag(&self) -> Option<&str> {
+        self.etag.as_ref().map(|e| unquote(e.as_ref()))
+    }
+
+    fn won(&self, owner: Option<&str>, etag: String, now: time::OffsetDateTime) -> Self {
+        models::Ownership {
+            fully_qualified_namespace: self.fully_qualified_namespace.clone(),
+            event_hub_name: self.event_hub_name.clone(),
+            consumer_group: self.consumer_group.clone(),
+            partition_id: self.partition_id.clone(),
+            owner_id: owner.map(ToOwned::to_owned),
+            etag: Some(Etag::from(etag)),
+            last_modified_time: Some(now),
+        }
     }
 }
 
-/// The official trait, by the store's own methods: a lost claim is left out of the result
+impl Listed for models::Ownership {
+    fn partition_id(&self) -> &str {
+        &self.partition_id
+    }
+}
+
+impl Listed for models::Checkpoint {
+    fn partition_id(&self) -> &str {
+        &self.partition_id
+    }
+}
+
+/// The official trait, by the store's own code: a lost claim is left out of the result
 /// (never an error, because `EventProcessor` stops on any claim error), every won claim has a
 /// new etag and time, the three names match case-insensitively, and a release reads back as
 /// `owner_id: None`. See the crate docs for the differences from the Blob store.
@@ -117,17 +158,7 @@ impl azure_messaging_eventhubs::CheckpointStore for SqliteCheckpointStore {
         &self,
         ownerships: &[models::Ownership],
     ) -> azure_core::Result<Vec<models::Ownership>> {
-        let requests: Vec<Ownership> = ownerships
-            .iter()
-            .cloned()
-            .map(|o| {
-                let mut o = Ownership::from(o);
-                o.etag = o.etag.map(unquote);
-                o
-            })
-            .collect();
-        let won = CheckpointStore::claim_ownership(self, &requests).await?;
-        Ok(won.into_iter().map(Into::into).collect())
+        Ok(self.claim(ownerships).await?)
     }
 
     async fn list_checkpoints(
@@ -136,10 +167,19 @@ impl azure_messaging_eventhubs::CheckpointStore for SqliteCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> azure_core::Result<Vec<models::Checkpoint>> {
-        let list =
-            CheckpointStore::list_checkpoints(self, namespace, event_hub_name, consumer_group)
-                .await?;
-        Ok(list.into_iter().map(Into::into).collect())
+        let names = [namespace, event_hub_name, consumer_group].map(ToOwned::to_owned);
+        let list = self.interact_read(move |_, c| {
+            let [ns, hub, group] = &names;
+            ops::list_checkpoints_as(c, (ns, hub, group), |r| models::Checkpoint {
+                fully_qualified_namespace: ns.clone(),
+                event_hub_name: hub.clone(),
+                consumer_group: group.clone(),
+                partition_id: r.partition_id,
+                offset: r.offset,
+                sequence_number: r.sequence_number,
+            })
+        });
+        Ok(list.await?)
     }
 
     async fn list_ownerships(
@@ -148,10 +188,20 @@ impl azure_messaging_eventhubs::CheckpointStore for SqliteCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> azure_core::Result<Vec<models::Ownership>> {
-        let list =
-            CheckpointStore::list_ownerships(self, namespace, event_hub_name, consumer_group)
-                .await?;
-        Ok(list.into_iter().map(Into::into).collect())
+        let names = [namespace, event_hub_name, consumer_group].map(ToOwned::to_owned);
+        let list = self.interact_read(move |_, c| {
+            let [ns, hub, group] = &names;
+            ops::list_ownerships_as(c, (ns, hub, group), |r| models::Ownership {
+                fully_qualified_namespace: ns.clone(),
+                event_hub_name: hub.clone(),
+                consumer_group: group.clone(),
+                partition_id: r.partition_id,
+                owner_id: r.owner_id,
+                etag: Some(Etag::from(r.etag)),
+                last_modified_time: Some(r.last_modified),
+            })
+        });
+        Ok(list.await?)
     }
 
     async fn update_checkpoint(&self, checkpoint: models::Checkpoint) -> azure_core::Result<()> {
@@ -244,11 +294,11 @@ mod tests {
 
     #[test]
     fn unquote_strips_one_pair_of_quotes_only() {
-        assert_eq!(unquote("\"abc\"".into()), "abc");
-        assert_eq!(unquote("abc".into()), "abc");
-        assert_eq!(unquote("\"\"abc\"\"".into()), "\"abc\"");
-        assert_eq!(unquote("\"abc".into()), "\"abc");
-        assert_eq!(unquote("\"".into()), "\"");
-        assert_eq!(unquote("\"\"".into()), "");
+        assert_eq!(unquote("\"abc\""), "abc");
+        assert_eq!(unquote("abc"), "abc");
+        assert_eq!(unquote("\"\"abc\"\""), "\"abc\"");
+        assert_eq!(unquote("\"abc"), "\"abc");
+        assert_eq!(unquote("\""), "\"");
+        assert_eq!(unquote("\"\""), "");
     }
 }

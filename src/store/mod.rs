@@ -263,6 +263,20 @@ impl SqliteCheckpointStore {
         }
     }
 
+    /// A `claim_ownership` call of our model or the official one: validated and answered on
+    /// the caller's thread, the transaction in the group commit.
+    pub(crate) async fn claim<R: ops::ClaimRequest + Sync>(
+        &self,
+        requests: &[R],
+    ) -> Result<Vec<R>> {
+        let batch = ops::ClaimBatch::validate(requests)?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcome = group_commit::submit_claims(&self.inner, batch.pack()).await?;
+        Ok(batch.results(outcome))
+    }
+
     /// Commits a validated checkpoint write in the next group commit.
     pub(crate) async fn submit(&self, write: group_commit::Write) -> Result<()> {
         group_commit::submit(&self.inner, write).await
@@ -433,12 +447,7 @@ impl CheckpointStore for SqliteCheckpointStore {
     async fn claim_ownership(&self, ownerships: &[Ownership]) -> Result<Vec<Ownership>> {
         // Validated here, and the answers built here from the caller's requests: only the
         // little the transaction needs goes to the group commit.
-        let batch = ops::ClaimBatch::validate(ownerships)?;
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let outcome = group_commit::submit_claims(&self.inner, batch.pack()).await?;
-        Ok(batch.results(outcome))
+        self.claim(ownerships).await
     }
 
     async fn list_ownerships(

@@ -34,9 +34,53 @@ pub(crate) fn new_etag() -> String {
 }
 
 /// One validated claim: the request (whose spelling the answer keeps) and its row.
-struct Claim<'a> {
-    request: &'a Ownership,
+struct Claim<'a, R> {
+    request: &'a R,
     row: ClaimRow<'a>,
+}
+
+/// A claim request: our [`Ownership`] or the official one (feature `azure`), read in place, so
+/// that neither is converted into the other on the way in or out.
+pub(crate) trait ClaimRequest: Sized {
+    /// Namespace, event hub, consumer group and partition id, as the caller spelled them.
+    fn names(&self) -> [&str; 4];
+    fn owner_id(&self) -> Option<&str>;
+    /// The etag presented, as the store wrote it (the official form's quotes taken off).
+    fn etag(&self) -> Option<&str>;
+    /// The answer to this request when it won: the caller's spelling, the owner written, the
+    /// new etag and time.
+    fn won(&self, owner: Option<&str>, etag: String, now: OffsetDateTime) -> Self;
+}
+
+impl ClaimRequest for Ownership {
+    fn names(&self) -> [&str; 4] {
+        [
+            &self.fully_qualified_namespace,
+            &self.event_hub_name,
+            &self.consumer_group,
+            &self.partition_id,
+        ]
+    }
+
+    fn owner_id(&self) -> Option<&str> {
+        self.owner_id.as_deref()
+    }
+
+    fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+
+    fn won(&self, owner: Option<&str>, etag: String, now: OffsetDateTime) -> Self {
+        Ownership {
+            fully_qualified_namespace: self.fully_qualified_namespace.clone(),
+            event_hub_name: self.event_hub_name.clone(),
+            consumer_group: self.consumer_group.clone(),
+            partition_id: self.partition_id.clone(),
+            owner_id: owner.map(ToOwned::to_owned),
+            etag: Some(etag),
+            last_modified_time: Some(now),
+        }
+    }
 }
 
 /// What the claim transaction needs of one claim: its group (an index into the batch's
@@ -52,9 +96,9 @@ struct ClaimRow<'a> {
 
 /// A validated batch of claims, borrowed from the requests. Each distinct (namespace, hub,
 /// group) is folded once: a batch almost always names one.
-pub(crate) struct ClaimBatch<'a> {
+pub(crate) struct ClaimBatch<'a, R> {
     groups: Vec<GroupKey>,
-    claims: Vec<Claim<'a>>,
+    claims: Vec<Claim<'a, R>>,
 }
 
 /// A [`ClaimBatch`] reduced to what its transaction needs, owned, for the trip to another
@@ -79,32 +123,24 @@ pub(crate) struct ClaimOutcome {
     etags: Vec<Option<Uuid>>,
 }
 
-impl<'a> ClaimBatch<'a> {
+impl<'a, R: ClaimRequest> ClaimBatch<'a, R> {
     /// Validates a whole batch before anything is written.
-    pub(crate) fn validate(requests: &'a [Ownership]) -> Result<Self> {
-        let mut groups: Vec<(GroupKey, &Ownership)> = Vec::new();
+    pub(crate) fn validate(requests: &'a [R]) -> Result<Self> {
+        let mut groups: Vec<(GroupKey, [&str; 3])> = Vec::new();
         let mut claims = Vec::with_capacity(requests.len());
         for request in requests {
-            let same = |(_, seen): &(GroupKey, &Ownership)| {
-                seen.fully_qualified_namespace == request.fully_qualified_namespace
-                    && seen.event_hub_name == request.event_hub_name
-                    && seen.consumer_group == request.consumer_group
-            };
+            let [ns, hub, group, partition_id] = request.names();
+            let same = |(_, seen): &(GroupKey, [&str; 3])| seen == &[ns, hub, group];
             let group = match groups.iter().position(same) {
                 Some(i) => i,
                 None => {
-                    let key = GroupKey::new(
-                        &request.fully_qualified_namespace,
-                        &request.event_hub_name,
-                        &request.consumer_group,
-                    )?;
-                    groups.push((key, request));
+                    groups.push((GroupKey::new(ns, hub, group)?, [ns, hub, group]));
                     groups.len() - 1
                 }
             };
-            let partition_id = model::name("partition_id", &request.partition_id)?;
-            let owner = model::owner(request.owner_id.as_deref())?;
-            let etag = match request.etag.as_deref() {
+            let partition_id = model::name("partition_id", partition_id)?;
+            let owner = model::owner(request.owner_id())?;
+            let etag = match request.etag() {
                 None | Some("") => None,
                 Some(e) => Some(model::bounded("etag", e, MAX_NAME_LEN)?),
             };
@@ -156,21 +192,16 @@ impl<'a> ClaimBatch<'a> {
     }
 
     /// The claims that won, as the caller spelled them, with their new etag and time.
-    pub(crate) fn results(&self, outcome: ClaimOutcome) -> Vec<Ownership> {
+    pub(crate) fn results(&self, outcome: ClaimOutcome) -> Vec<R> {
         let won = outcome.etags.iter().filter(|e| e.is_some()).count();
         let mut results = Vec::with_capacity(won);
         for (claim, etag) in self.claims.iter().zip(outcome.etags) {
             let Some(etag) = etag else { continue };
-            let r = claim.request;
-            results.push(Ownership {
-                fully_qualified_namespace: r.fully_qualified_namespace.clone(),
-                event_hub_name: r.event_hub_name.clone(),
-                consumer_group: r.consumer_group.clone(),
-                partition_id: r.partition_id.clone(),
-                owner_id: claim.row.owner.map(ToOwned::to_owned),
-                etag: Some(etag.to_string()),
-                last_modified_time: Some(outcome.now),
-            });
+            results.push(
+                claim
+                    .request
+                    .won(claim.row.owner, etag.to_string(), outcome.now),
+            );
         }
         results
     }
@@ -268,6 +299,14 @@ const LIST_OWNERSHIPS: &str = "\
     SELECT partition_id, owner_id, etag, last_modified FROM ownership \
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3";
 
+/// One listed ownership row, for the caller to map into the model it returns.
+pub(crate) struct OwnershipRow {
+    pub partition_id: String,
+    pub owner_id: Option<String>,
+    pub etag: String,
+    pub last_modified: OffsetDateTime,
+}
+
 /// The ownerships of one (namespace, hub, group), spelled as the caller spelled the names, in
 /// partition order.
 pub(crate) fn list_ownerships(
@@ -276,37 +315,97 @@ pub(crate) fn list_ownerships(
     event_hub: &str,
     consumer_group: &str,
 ) -> Result<Vec<Ownership>> {
+    let names = (namespace, event_hub, consumer_group);
+    list_ownerships_as(conn, names, |r| Ownership {
+        fully_qualified_namespace: namespace.to_owned(),
+        event_hub_name: event_hub.to_owned(),
+        consumer_group: consumer_group.to_owned(),
+        partition_id: r.partition_id,
+        owner_id: r.owner_id,
+        etag: Some(r.etag),
+        last_modified_time: Some(r.last_modified),
+    })
+}
+
+/// The ownership rows of one (namespace, hub, group), each mapped by `make` as it is read, in
+/// partition order. `T` is our model or the official one, so that neither is converted into
+/// the other afterwards.
+pub(crate) fn list_ownerships_as<T: Listed>(
+    conn: &Connection,
+    (namespace, event_hub, consumer_group): (&str, &str, &str),
+    mut make: impl FnMut(OwnershipRow) -> T,
+) -> Result<Vec<T>> {
     let g = GroupKey::new(namespace, event_hub, consumer_group)?;
     let mut stmt = conn.prepare_cached(LIST_OWNERSHIPS)?;
-    let rows = stmt.query_map(params![g.namespace, g.event_hub, g.consumer_group], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
+    let mut rows = stmt.query(params![g.namespace, g.event_hub, g.consumer_group])?;
     let mut out = Vec::new();
-    for row in rows {
-        let (partition_id, owner_id, etag, modified) = row?;
-        out.push(Ownership {
-            fully_qualified_namespace: namespace.to_owned(),
-            event_hub_name: event_hub.to_owned(),
-            consumer_group: consumer_group.to_owned(),
-            partition_id,
-            owner_id,
-            etag: Some(etag),
-            last_modified_time: Some(from_nanos(modified)?),
-        });
+    while let Some(r) = rows.next()? {
+        out.push(make(OwnershipRow {
+            partition_id: r.get(0)?,
+            owner_id: r.get(1)?,
+            etag: r.get(2)?,
+            last_modified: from_nanos(r.get(3)?)?,
+        }));
     }
-    out.sort_by(|a, b| model::partition_order(&a.partition_id, &b.partition_id));
-    Ok(out)
+    Ok(in_partition_order(out))
+}
+
+/// Something listed per partition.
+pub(crate) trait Listed {
+    fn partition_id(&self) -> &str;
+}
+
+impl Listed for Ownership {
+    fn partition_id(&self) -> &str {
+        &self.partition_id
+    }
+}
+
+impl Listed for Checkpoint {
+    fn partition_id(&self) -> &str {
+        &self.partition_id
+    }
+}
+
+/// A partition id's numeric value, if it is all ASCII digits (see `model::partition_order`).
+fn numeric_id(id: &str) -> Option<u128> {
+    if id.bytes().all(|c| c.is_ascii_digit()) {
+        id.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Sorts `items` in `model::partition_order`, parsing each id once instead of at every
+/// comparison. Rows come out of the primary key in text order ("10" before "2").
+pub(crate) fn in_partition_order<T: Listed>(items: Vec<T>) -> Vec<T> {
+    use std::cmp::Ordering;
+    let mut keyed: Vec<(Option<u128>, T)> = items
+        .into_iter()
+        .map(|t| (numeric_id(t.partition_id()), t))
+        .collect();
+    keyed.sort_unstable_by(|(x, a), (y, b)| match (x, y) {
+        (Some(x), Some(y)) => x
+            .cmp(y)
+            .then_with(|| a.partition_id().cmp(b.partition_id())),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.partition_id().cmp(b.partition_id()),
+    });
+    keyed.into_iter().map(|(_, t)| t).collect()
 }
 
 const LIST_CHECKPOINTS: &str = "\
     SELECT partition_id, event_offset, sequence_number FROM checkpoint \
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 \
       AND (event_offset IS NOT NULL OR sequence_number IS NOT NULL)";
+
+/// One listed checkpoint row.
+pub(crate) struct CheckpointRow {
+    pub partition_id: String,
+    pub offset: Option<String>,
+    pub sequence_number: Option<i64>,
+}
 
 /// The checkpoints of one (namespace, hub, group) in partition order. Legacy StartOfStream
 /// placeholders (rows with no position) are not positions and are left out.
@@ -316,21 +415,35 @@ pub(crate) fn list_checkpoints(
     event_hub: &str,
     consumer_group: &str,
 ) -> Result<Vec<Checkpoint>> {
+    let names = (namespace, event_hub, consumer_group);
+    list_checkpoints_as(conn, names, |r| Checkpoint {
+        fully_qualified_namespace: namespace.to_owned(),
+        event_hub_name: event_hub.to_owned(),
+        consumer_group: consumer_group.to_owned(),
+        partition_id: r.partition_id,
+        offset: r.offset,
+        sequence_number: r.sequence_number,
+    })
+}
+
+/// [`list_checkpoints`], each row mapped by `make` as it is read.
+pub(crate) fn list_checkpoints_as<T: Listed>(
+    conn: &Connection,
+    (namespace, event_hub, consumer_group): (&str, &str, &str),
+    mut make: impl FnMut(CheckpointRow) -> T,
+) -> Result<Vec<T>> {
     let g = GroupKey::new(namespace, event_hub, consumer_group)?;
     let mut stmt = conn.prepare_cached(LIST_CHECKPOINTS)?;
-    let rows = stmt.query_map(params![g.namespace, g.event_hub, g.consumer_group], |r| {
-        Ok(Checkpoint {
-            fully_qualified_namespace: namespace.to_owned(),
-            event_hub_name: event_hub.to_owned(),
-            consumer_group: consumer_group.to_owned(),
+    let mut rows = stmt.query(params![g.namespace, g.event_hub, g.consumer_group])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(make(CheckpointRow {
             partition_id: r.get(0)?,
             offset: r.get(1)?,
             sequence_number: r.get(2)?,
-        })
-    })?;
-    let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    out.sort_by(|a, b| model::partition_order(&a.partition_id, &b.partition_id));
-    Ok(out)
+        }));
+    }
+    Ok(in_partition_order(out))
 }
 
 const UPSERT_CHECKPOINT: &str = "\
@@ -458,5 +571,46 @@ pub(crate) fn validate_fence(
             "a fenced write needs the etag of the ownership",
         )),
         Some(etag) => Ok((owner_id.to_owned(), etag.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Id(String);
+
+    impl Listed for Id {
+        fn partition_id(&self) -> &str {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn the_keyed_sort_is_the_partition_order() {
+        let ids = [
+            "10",
+            "2",
+            "b",
+            "02",
+            "1",
+            "a",
+            "0",
+            "007",
+            "7",
+            "x1",
+            "100",
+            "99",
+            "1a",
+            "",
+            "00",
+            "340282366920938463463374607431768211456",
+            "18446744073709551616",
+        ];
+        let mut expected: Vec<&str> = ids.to_vec();
+        expected.sort_by(|a, b| model::partition_order(a, b));
+        let sorted = in_partition_order(ids.iter().map(|s| Id(s.to_string())).collect());
+        let sorted: Vec<&str> = sorted.iter().map(|i| i.0.as_str()).collect();
+        assert_eq!(sorted, expected);
     }
 }
