@@ -1,4 +1,4 @@
-//! DESIGN §3.2–3.4: names, checkpoints (plain and fenced) and lists.
+//! CONTRACT §3.2–3.4: names, checkpoints (plain and fenced) and lists.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -13,9 +13,11 @@
 mod common;
 
 use common::*;
+use eventhubs_checkpointstore_sqlite::migrate::eph::EphLease;
+use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
+use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
 use eventhubs_checkpointstore_sqlite::{
-    Checkpoint, EphLease, Error, Ownership, SqliteCheckpointStore, StoreExport, MAX_NAME_LEN,
-    MAX_OFFSET_LEN,
+    Checkpoint, Error, Ownership, SqliteCheckpointStore, MAX_NAME_LEN, MAX_OFFSET_LEN,
 };
 use proptest::prelude::*;
 
@@ -357,7 +359,7 @@ fn damaged_exports_are_imported_whole_or_refused_without_a_write() {
     source
         .blocking_update_checkpoint(&checkpoint("2", None, Some(-1)))
         .unwrap();
-    let doc = source.export().unwrap().to_json().unwrap();
+    let doc = source.blocking_export().unwrap().to_json().unwrap();
     let cases = size("EHCS_HOSTILE_CASES", 256, 5000);
     let mut rng = common::Rng::from_env("damaged_exports");
     let (mut parsed, mut imported) = (0, 0);
@@ -379,16 +381,23 @@ fn damaged_exports_are_imported_whole_or_refused_without_a_write() {
                 .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
                 .unwrap();
         }
-        let before = store.export().unwrap();
-        match store.import(&export, case % 4 < 2) {
+        let before = store.blocking_export().unwrap();
+        match store.blocking_import(
+            &export,
+            if case % 4 < 2 {
+                OnConflict::Overwrite
+            } else {
+                OnConflict::Refuse
+            },
+        ) {
             Ok(_) => {
                 imported += 1;
-                let again = store.plan_import(&export).unwrap();
+                let again = store.blocking_plan_import(&export).unwrap();
                 assert!(again.conflicts.is_empty(), "{:?}", again.conflicts);
             }
             Err(e @ (Error::InvalidArgument { .. } | Error::Conflict { .. })) => {
                 assert_eq!(
-                    store.export().unwrap(),
+                    store.blocking_export().unwrap(),
                     before,
                     "a refused import wrote: {e}"
                 );
@@ -426,7 +435,13 @@ fn damaged_eph_leases_are_parsed_or_refused() {
         };
         parsed += 1;
         let store = SqliteCheckpointStore::open_in_memory().unwrap();
-        match store.import_eph(NS, HUB, GROUP, std::slice::from_ref(&lease), false) {
+        match store.blocking_import_eph(
+            NS,
+            HUB,
+            GROUP,
+            std::slice::from_ref(&lease),
+            OnConflict::Refuse,
+        ) {
             Ok(_) => {
                 let stored = store.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
                 match lease.position() {

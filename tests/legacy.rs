@@ -1,4 +1,4 @@
-//! DESIGN §4: the legacy EventProcessorHost API over the same tables as the modern one.
+//! CONTRACT §4: the legacy EventProcessorHost API over the same tables as the modern one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

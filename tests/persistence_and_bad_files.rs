@@ -59,7 +59,7 @@ fn a_store_file_is_in_wal_mode_and_marked_as_ours() {
         .unwrap();
     assert_eq!(mode, "wal");
     assert_eq!(app, APPLICATION_ID);
-    assert_eq!(version, SqliteCheckpointStore::schema_version());
+    assert_eq!(version, SqliteCheckpointStore::supported_schema_version());
 }
 
 #[cfg(unix)]
@@ -152,7 +152,7 @@ fn a_store_from_a_newer_schema_version_is_refused_and_untouched() {
         format!(
             "`{}` has schema version 99, newer than the supported {}",
             path.display(),
-            SqliteCheckpointStore::schema_version()
+            SqliteCheckpointStore::supported_schema_version()
         )
     );
 }
