@@ -1,7 +1,7 @@
 //! EventProcessorHost lease blobs of the three dialects become checkpoints.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! `eh-checkpoints`, run as a user runs it: the real binary on temporary directories.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

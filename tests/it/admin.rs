@@ -1,7 +1,7 @@
 //! Store-wide administration: groups, deletes, the integrity report and the online backup.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

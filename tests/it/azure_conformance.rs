@@ -12,8 +12,7 @@
 #![cfg(feature = "azure")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "conformance/cases.rs"]
-mod cases;
+use crate::cases;
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! The export format: an exact round trip, validation before any write, and conflicts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
