@@ -6,7 +6,8 @@
 
 use std::io::Write;
 
-use eventhubs_checkpointstore_sqlite::{Checkpoint, GroupSummary, Ownership};
+use eventhubs_checkpointstore_sqlite::admin::GroupSummary;
+use eventhubs_checkpointstore_sqlite::{Checkpoint, Ownership};
 use serde::Serialize;
 use time::OffsetDateTime;
 

@@ -2,7 +2,8 @@
 //! positions (ownership is untouched).
 
 use clap::Subcommand;
-use eventhubs_checkpointstore_sqlite::{Checkpoint, GroupSummary, SqliteCheckpointStore};
+use eventhubs_checkpointstore_sqlite::admin::GroupSummary;
+use eventhubs_checkpointstore_sqlite::{Checkpoint, SqliteCheckpointStore};
 use serde::Serialize;
 
 use super::{matching_groups, summary, Scope};
@@ -191,10 +192,10 @@ fn delete(
             deleted,
         };
         if partitions.is_empty() {
-            results.push(row(None, store.delete_checkpoints(ns, hub, cg)?));
+            results.push(row(None, store.blocking_delete_checkpoints(ns, hub, cg)?));
         } else {
             for p in partitions {
-                let gone = store.delete_checkpoint(ns, hub, cg, p)?;
+                let gone = store.blocking_delete_checkpoint(ns, hub, cg, p)?;
                 results.push(row(Some(p.clone()), u64::from(gone)));
             }
         }

@@ -16,7 +16,7 @@ pub(crate) struct ExportArgs {
 
 pub(crate) fn run(g: &Global, args: &ExportArgs) -> Result<Outcome, CliError> {
     let store = open::existing(&g.db)?;
-    let json = store.export()?.to_json()?;
+    let json = store.blocking_export()?.to_json()?;
     match &args.output {
         None => output::print(&json)?,
         Some(path) => {

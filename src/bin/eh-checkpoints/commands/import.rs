@@ -7,7 +7,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use eventhubs_checkpointstore_sqlite::{ImportPlan, StoreExport};
+use eventhubs_checkpointstore_sqlite::migrate::export::{ImportPlan, StoreExport};
+use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
 
 use crate::{open, output, CliError, Global, Outcome};
 
@@ -26,7 +27,7 @@ pub(crate) struct ImportArgs {
 pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
     let export = StoreExport::from_json(&read_input(&args.file)?)?;
     // Against a missing database, plan in memory first so that bad input creates no file.
-    let plan = open::for_planning(&g.db)?.plan_import(&export)?;
+    let plan = open::for_planning(&g.db)?.blocking_plan_import(&export)?;
     let conflicts = !plan.conflicts.is_empty() && !args.overwrite;
     if args.dry_run || conflicts {
         if g.json {
@@ -58,7 +59,7 @@ pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
         }
         return Ok(Outcome::Ok);
     }
-    let done = open::or_create(&g.db)?.import(&export, args.overwrite)?;
+    let done = open::or_create(&g.db)?.blocking_import(&export, on_conflict(args.overwrite))?;
     if g.json {
         output::print_json(&done)?;
     } else {
@@ -76,6 +77,15 @@ fn summary(done: &ImportPlan) -> String {
         done.same_checkpoints,
         done.conflicts.len()
     )
+}
+
+/// The library's conflict rule for the `--overwrite` flag.
+pub(crate) fn on_conflict(overwrite: bool) -> OnConflict {
+    if overwrite {
+        OnConflict::Overwrite
+    } else {
+        OnConflict::Refuse
+    }
 }
 
 fn read_input(file: &Path) -> Result<String, CliError> {

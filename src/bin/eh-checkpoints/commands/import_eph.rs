@@ -5,9 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use eventhubs_checkpointstore_sqlite::{read_eph_leases, EphAction, EphImportItem};
+use eventhubs_checkpointstore_sqlite::migrate::eph::{
+    read_eph_leases, EphAction, EphImportItem, EphLeaseFile,
+};
 use serde::Serialize;
 
+use super::import::on_conflict;
 use super::Scope;
 use crate::output::{self, or_dash, CheckpointRow, Table};
 use crate::{open, CliError, Global, Outcome};
@@ -33,11 +36,29 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
     let items = if args.apply {
         if !g.db.exists() {
             // Validate in memory first, so that bad arguments create no file.
-            open::for_planning(&g.db)?.plan_eph_import(ns, hub, group, &leases, args.overwrite)?;
+            open::for_planning(&g.db)?.blocking_plan_import_eph(
+                ns,
+                hub,
+                group,
+                &leases,
+                on_conflict(args.overwrite),
+            )?;
         }
-        open::or_create(&g.db)?.import_eph(ns, hub, group, &leases, args.overwrite)?
+        open::or_create(&g.db)?.blocking_import_eph(
+            ns,
+            hub,
+            group,
+            &leases,
+            on_conflict(args.overwrite),
+        )?
     } else {
-        open::for_planning(&g.db)?.plan_eph_import(ns, hub, group, &leases, args.overwrite)?
+        open::for_planning(&g.db)?.blocking_plan_import_eph(
+            ns,
+            hub,
+            group,
+            &leases,
+            on_conflict(args.overwrite),
+        )?
     };
     let count = |f: fn(&EphAction) -> bool| items.iter().filter(|i| f(&i.action)).count();
     let writes = count(|a| matches!(a, EphAction::New | EphAction::Replace { .. }));
@@ -76,11 +97,7 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
     Ok(Outcome::Ok)
 }
 
-fn table(
-    files: &[eventhubs_checkpointstore_sqlite::EphLeaseFile],
-    items: &[EphImportItem],
-    apply: bool,
-) -> Table {
+fn table(files: &[EphLeaseFile], items: &[EphImportItem], apply: bool) -> Table {
     let mut t = Table::new([
         "file",
         "partition",

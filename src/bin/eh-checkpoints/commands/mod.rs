@@ -12,7 +12,8 @@ pub(crate) mod ownership;
 pub(crate) mod simulate;
 
 use clap::Args;
-use eventhubs_checkpointstore_sqlite::{GroupSummary, SqliteCheckpointStore};
+use eventhubs_checkpointstore_sqlite::admin::GroupSummary;
+use eventhubs_checkpointstore_sqlite::SqliteCheckpointStore;
 
 use crate::output::{self, GroupRow, Table};
 use crate::CliError;
@@ -73,7 +74,7 @@ pub(crate) fn matching_groups(
     scope: &Scope,
 ) -> Result<Vec<GroupSummary>, CliError> {
     Ok(store
-        .groups()?
+        .blocking_groups()?
         .into_iter()
         .filter(|g| scope.matches(g))
         .collect())

@@ -2,7 +2,8 @@
 //! that anyone may claim the partitions.
 
 use clap::Subcommand;
-use eventhubs_checkpointstore_sqlite::{GroupSummary, Ownership, SqliteCheckpointStore};
+use eventhubs_checkpointstore_sqlite::admin::GroupSummary;
+use eventhubs_checkpointstore_sqlite::{Ownership, SqliteCheckpointStore};
 use serde::Serialize;
 
 use super::{matching_groups, summary, Scope};

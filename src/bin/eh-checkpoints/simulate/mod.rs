@@ -139,7 +139,7 @@ pub(crate) fn run(db: &Path, args: &SimulateArgs) -> Result<SimReport, CliError>
     let options = StoreOptions::new().with_durability(args.processor.durability.into());
     let store = open::or_create_with(db, options)?;
     // The simulation's own group starts empty on every run.
-    store.delete_group(SIM_NAMESPACE, SIM_HUB, SIM_GROUP)?;
+    store.blocking_delete_group(SIM_NAMESPACE, SIM_HUB, SIM_GROUP)?;
 
     let mut sim = Sim::new(db, args, exe);
     if let Err(e) = sim.drive(&store) {

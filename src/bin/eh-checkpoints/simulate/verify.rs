@@ -316,7 +316,8 @@ fn every_event_processed(state: &State, checkpoints: &[Checkpoint]) -> CheckResu
 mod tests {
     use super::*;
     use crate::simulate::state::{Ack, Ranges};
-    use eventhubs_checkpointstore_sqlite::StoreExport;
+    use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
+    use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
 
     /// One partition, three events: proc-1 creates the ownership and checkpoints event 0,
     /// proc-2 steals it and checkpoints event 2; the store ends at etag e2, sequence 2.
@@ -352,7 +353,7 @@ mod tests {
         );
         let export = StoreExport::from_json(&json).unwrap_or_else(|e| panic!("{e}"));
         store
-            .import(&export, false)
+            .blocking_import(&export, OnConflict::Refuse)
             .unwrap_or_else(|e| panic!("{e}"));
         (state, store)
     }
