@@ -2,13 +2,9 @@
 //! releases, checkpoint batches (async and blocking), legacy lease writes and admin writes, all
 //! at once, leave `CommitStats::busy_waits` at zero. The counter does count: a lock held by
 //! another connection makes it move. Counts only; no timing is asserted.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use eventhubs_checkpointstore_sqlite::legacy::{
     HostContext, LeaseManager, SqliteCheckpointLeaseManager,
 };
