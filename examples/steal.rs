@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release --features azure --example steal -- [--tasks 8] [--partitions 32]
-//!     [--rounds 50] [--processes 1] [--durability full|normal] [--db PATH] [--plain]
+//!     [--rounds 50] [--processes 1] [--durability full|normal] [--db PATH]
+//!     [--spin-wait-us 250] [--plain]
 //! ```
 //! The partitions are claimed by a seed owner first. Then, in each round, each task lists the
 //! ownerships and makes 4 claim calls of one partition each, with the etag it listed, owner
@@ -43,6 +44,7 @@ struct Args {
     durability: Durability,
     db: Option<PathBuf>,
     plain: bool,
+    spin_wait: Option<Duration>,
     /// Set in a child process: its index and the Unix time (ms) at which to begin.
     child: Option<(usize, u128)>,
 }
@@ -56,6 +58,7 @@ fn parse() -> Result<Args, String> {
         durability: Durability::Full,
         db: None,
         plain: false,
+        spin_wait: None,
         child: None,
     };
     let mut it = std::env::args().skip(1);
@@ -69,6 +72,9 @@ fn parse() -> Result<Args, String> {
             "--processes" => args.processes = number(value()?)?,
             "--db" => args.db = Some(PathBuf::from(value()?)),
             "--plain" => args.plain = true,
+            "--spin-wait-us" => {
+                args.spin_wait = Some(Duration::from_micros(number(value()?)? as u64));
+            }
             "--durability" => {
                 args.durability = match value()?.as_str() {
                     "full" => Durability::Full,
@@ -83,7 +89,8 @@ fn parse() -> Result<Args, String> {
             }
             "-h" | "--help" => {
                 return Err("usage: steal [--tasks N] [--partitions N] [--rounds N] \
-                     [--processes N] [--durability full|normal] [--db PATH] [--plain]"
+                     [--processes N] [--durability full|normal] [--db PATH] \
+                     [--spin-wait-us US] [--plain]"
                     .into())
             }
             other => return Err(format!("unknown flag {other}")),
@@ -135,7 +142,10 @@ impl Store {
                 Err(e) => fail(format!("cannot open {}: {e}", path.display())),
             }
         } else {
-            let options = StoreOptions::new().with_durability(args.durability);
+            let mut options = StoreOptions::new().with_durability(args.durability);
+            if let Some(spin_wait) = args.spin_wait {
+                options = options.with_spin_wait(spin_wait);
+            }
             match SqliteCheckpointStore::open_with(path, options) {
                 Ok(s) => Store::Ours(s),
                 Err(e) => fail(format!("cannot open {}: {e}", path.display())),
@@ -273,6 +283,9 @@ fn run_children(args: &Args, path: &Path) -> Measured {
                 .stdout(Stdio::piped());
             if args.plain {
                 cmd.arg("--plain");
+            }
+            if let Some(spin_wait) = args.spin_wait {
+                cmd.args(["--spin-wait-us", &spin_wait.as_micros().to_string()]);
             }
             cmd.spawn()
                 .unwrap_or_else(|e| fail(format!("cannot start a child: {e}")))

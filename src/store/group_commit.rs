@@ -228,16 +228,28 @@ fn claimed(answer: Result<Answer>) -> Result<ClaimOutcome> {
 
 async fn submit_job(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
     let (tx, rx) = oneshot::channel();
+    // A big claim call takes longer than the spin wait: spinning for it would only take a core
+    // from the committer.
+    let short = match &job {
+        Job::Checkpoint(_) => true,
+        Job::Claims(claims) => claims.len() <= SHORT_CLAIM,
+    };
     let (_, must_lead) = inner.group.enqueue(job, Reply::Async(tx));
-    let answer = if must_lead {
+    let answer = if must_lead && short {
         start_committer(inner);
         // Alone in the queue, this write is committed at once: wait for it awake.
         wait_awake(rx, inner.options.spin_wait()).await
     } else {
+        if must_lead {
+            start_committer(inner);
+        }
         rx.await
     };
     answer.unwrap_or_else(|_| Err(Error::internal("the checkpoint committer stopped")))
 }
+
+/// The most claims in one call that an async caller waits for awake (see `wait_awake`).
+const SHORT_CLAIM: usize = 32;
 
 /// Like [`submit`], on the calling thread.
 pub(crate) fn submit_blocking(inner: &Arc<Inner>, write: Write) -> Result<()> {

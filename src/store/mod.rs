@@ -254,7 +254,14 @@ impl SqliteCheckpointStore {
             let _entered = span.enter();
             inner.run(write, f)
         });
-        match group_commit::wait_awake(task, self.inner.options.spin_wait()).await {
+        // A read (a list) usually takes longer than the spin wait: spinning for it would only
+        // take a core from the thread doing it (perf: 16% of a list of 1024 went to polling).
+        let spin = if write {
+            self.inner.options.spin_wait()
+        } else {
+            std::time::Duration::ZERO
+        };
+        match group_commit::wait_awake(task, spin).await {
             Ok(result) => result,
             Err(e) => Err(Error::Internal {
                 message: if e.is_panic() {

@@ -208,6 +208,11 @@ impl<'a, R: ClaimRequest> ClaimBatch<'a, R> {
 }
 
 impl PackedClaims {
+    /// How many claims the call makes.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
     /// Applies the claims inside `tx`, an open write transaction (see [`claim_in`]).
     pub(crate) fn apply(&self, tx: &Transaction<'_>, clock: &dyn Clock) -> Result<ClaimOutcome> {
         let rows = self.rows.iter().map(|r| ClaimRow {

@@ -33,6 +33,9 @@ pub(crate) const FIRST_SLEEP: Duration = Duration::from_micros(20);
 /// a transaction, so that a waiter polls a few times per commit of another process.
 pub(crate) const LONGEST_SLEEP: Duration = Duration::from_micros(500);
 
+/// The total wait of a busy handler called outside an operation: the default busy timeout.
+const FALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The wait counters of one store, shared by its connections.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -102,10 +105,15 @@ impl WriterLock {
 
 impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
-        self.0.lock_state().held = false;
+        let mut state = self.0.lock_state();
+        state.held = false;
+        let waiting = !state.queue.is_empty();
+        drop(state);
         // Every waiter checks whether it is first in line; with a handful of writers per
-        // process that is cheaper than a handoff per waiter.
-        self.0.released.notify_all();
+        // process that is cheaper than a handoff per waiter. A lone writer pays no wake-up.
+        if waiting {
+            self.0.released.notify_all();
+        }
     }
 }
 
@@ -201,7 +209,7 @@ pub(crate) fn on_busy(count: i32) -> bool {
                     }
                     f.get().unwrap_or(now)
                 });
-                since + crate::options::StoreOptions::default().busy_timeout()
+                since + FALLBACK_TIMEOUT
             }
         };
         drop(s);

@@ -111,7 +111,9 @@ async fn one_process_writers_of_every_kind_never_wait_on_sqlite_locks() {
                             .unwrap();
                     }
                     _ => {
-                        store.delete_checkpoint(NS, HUB, GROUP, &p).unwrap();
+                        store
+                            .blocking_delete_checkpoint(NS, HUB, GROUP, &p)
+                            .unwrap();
                     }
                 }
             }
