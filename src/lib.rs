@@ -7,6 +7,7 @@ mod checkpoint_store;
 mod eph;
 mod error;
 pub mod export;
+mod files;
 pub mod legacy;
 mod model;
 mod options;
@@ -24,6 +25,7 @@ pub use export::{
     ExportedCheckpoint, ExportedOwnership, ImportPlan, StoreExport, EXPORT_FORMAT,
     EXPORT_FORMAT_VERSION,
 };
+pub use files::create_new_file;
 pub use model::{Checkpoint, Ownership, MAX_NAME_LEN, MAX_OFFSET_LEN};
 pub use options::{Clock, Durability, StoreOptions, SystemClock};
 pub use schema::APPLICATION_ID;

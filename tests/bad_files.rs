@@ -480,7 +480,10 @@ fn a_file_locked_by_another_process_past_the_busy_timeout_is_a_busy_error() {
     assert!(err.is_busy(), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "database is busy: gave up after the busy timeout"
+        format!(
+            "`{}` is busy: gave up after the busy timeout of 300ms",
+            path.display()
+        )
     );
     assert!(
         started.elapsed() >= Duration::from_millis(250),

@@ -35,7 +35,10 @@ fn a_lock_held_past_the_busy_timeout_is_a_busy_error_and_nothing_is_written() {
     assert!(matches!(err, Error::Busy { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "database is busy: gave up after the busy timeout"
+        format!(
+            "`{}` is busy: gave up after the busy timeout of 200ms",
+            path.display()
+        )
     );
 
     lock.rollback().unwrap();
