@@ -2,15 +2,17 @@
 //! given a path, exclusive creation of the files this crate writes (a new store, a backup, an
 //! export), and the names SQLite is given (absolute and resolved, so never read as a URI).
 //!
-//! Nothing here opens the database file itself: on POSIX systems, closing *any* descriptor of a
-//! file drops every lock the process holds on it, SQLite's included, so an `open` and `close`
-//! of a store's file beside a live connection (another store, another thread) would silently
-//! unlock it. The gate looks with `stat`, and a new file is made with `mknod` on Linux, which
-//! opens nothing.
+//! On POSIX systems, closing *any* descriptor of a file drops every lock the process holds on
+//! it, SQLite's included, so an `open` and `close` of a store's file beside a live connection
+//! (another store, another thread of this process) would silently unlock it, and let another
+//! process write at the same time. So the gate looks with `stat`, a new file is made with
+//! `mknod` on Linux (which opens nothing), and the one descriptor this crate reads a store's
+//! header through is [`Held`]: shared by every store of the process on that file, and closed
+//! only when the last of them is dropped.
 
 use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::{message, Error, Result};
 
@@ -82,19 +84,24 @@ pub(crate) fn gate(path: &Path, create: Option<u32>) -> Result<Gated> {
                         source: Arc::new(e),
                     });
                 };
-                if std::fs::symlink_metadata(path).is_ok() {
-                    return Err(Error::Io {
-                        path: None,
-                        source: message(
-                            "the path is a symlink to a missing file: a new store is not \
-                             created through a symlink",
-                        ),
-                    });
-                }
                 match make_empty(path, mode) {
                     // Made here, or by a concurrent opener since: look again.
                     Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let dangling = std::fs::symlink_metadata(path)
+                            .is_ok_and(|m| m.file_type().is_symlink())
+                            && std::fs::metadata(path)
+                                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                        if dangling {
+                            return Err(Error::Io {
+                                path: None,
+                                source: message(
+                                    "the path is a symlink to a missing file: a new store is \
+                                     not created through a symlink",
+                                ),
+                            });
+                        }
+                    }
                     Err(e) => return Err(io(e)),
                 }
             }
@@ -105,6 +112,94 @@ pub(crate) fn gate(path: &Path, create: Option<u32>) -> Result<Gated> {
         path: None,
         source: message("the path kept changing while it was being opened"),
     })
+}
+
+/// The descriptors this process holds of store files, by file: see [`Held`].
+static HELD: Mutex<Vec<(Identity, Weak<File>)>> = Mutex::new(Vec::new());
+
+/// A read-only descriptor of a store's file, shared by every store of this process on that
+/// file (and closed when the last is dropped), for reading its header without ever closing a
+/// descriptor beside a live connection.
+#[derive(Debug)]
+pub(crate) struct Held {
+    _file: Arc<File>,
+}
+
+/// Holds the file that the gate let through as `identity` at `path`: the descriptor another
+/// store of this process holds of it, or a new one, opened non-blocking and checked (with
+/// `fstat`) to be that same regular file.
+pub(crate) fn hold(path: &Path, identity: Identity) -> Result<Held> {
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    held.retain(|(_, file)| file.strong_count() > 0);
+    if let Some(file) = held
+        .iter()
+        .find(|(id, _)| *id == identity)
+        .and_then(|(_, file)| file.upgrade())
+    {
+        return Ok(Held { _file: file });
+    }
+    let file = open_read_only(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    refuse_unless_regular(&meta)?;
+    if Identity::of(&meta) != identity {
+        return Err(Error::Io {
+            path: None,
+            source: message("the file was replaced while it was being opened"),
+        });
+    }
+    let file = Arc::new(file);
+    held.push((identity, Arc::downgrade(&file)));
+    Ok(Held { _file: file })
+}
+
+/// Opens `path` for reading without blocking (a FIFO put there since the gate) and without
+/// making it the controlling terminal (a terminal device).
+fn open_read_only(path: &Path) -> std::io::Result<File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{open, Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        Ok(File::from(open(path, flags, Mode::empty())?))
+    }
+    #[cfg(not(unix))]
+    {
+        File::open(path)
+    }
+}
+
+/// The first `len` bytes (fewer if the file is shorter) of the file at `path`, and its length:
+/// through the descriptor a store of this process holds of it if there is one, else through
+/// a descriptor of its own.
+pub(crate) fn read_start(path: &Path, len: usize) -> std::io::Result<(Vec<u8>, u64)> {
+    let identity = Identity::now(path);
+    let shared = {
+        let held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        held.iter()
+            .find(|(id, _)| Some(*id) == identity)
+            .and_then(|(_, file)| file.upgrade())
+    };
+    match shared {
+        Some(file) => read_at_start(&file, len),
+        None => read_at_start(&open_read_only(path)?, len),
+    }
+}
+
+fn read_at_start(file: &File, len: usize) -> std::io::Result<(Vec<u8>, u64)> {
+    let size = file.metadata()?.len();
+    let mut buf = vec![0; len];
+    let mut got = 0;
+    while got < len {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(file, &mut buf[got..], got as u64)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[got..], got as u64)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    buf.truncate(got);
+    Ok((buf, size))
 }
 
 /// Refuses anything but a regular file, naming what it is.

@@ -4,7 +4,6 @@
 //! a file that is not a database, a foreign database, or one from a newer version is refused
 //! before the first write.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -145,13 +144,9 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
 /// The first 100 bytes (fewer if the file is shorter) of a SQLite database file, and the
 /// file's length; `None` if it cannot be read or is not a SQLite database.
 fn header(path: &Path) -> Option<(Vec<u8>, u64)> {
-    let mut header = Vec::with_capacity(100);
-    let mut file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    std::io::Read::by_ref(&mut file)
-        .take(100)
-        .read_to_end(&mut header)
-        .ok()?;
+    // Never a descriptor of its own beside a live connection of this process: closing it
+    // would drop that connection's locks (see `files`).
+    let (header, len) = crate::files::read_start(path, 100).ok()?;
     header.starts_with(SQLITE_MAGIC).then_some((header, len))
 }
 

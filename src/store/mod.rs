@@ -44,12 +44,13 @@ pub struct SqliteCheckpointStore {
 pub(crate) struct Inner {
     pool: Pool<SqliteConnectionManager>,
     path: Option<PathBuf>,
-    /// What the open found of the file (`None` in memory).
-    file: Option<FileInfo>,
     options: StoreOptions,
     group: group_commit::GroupCommit,
     /// An in-memory database lives as long as one connection to it: this one.
     _keeper: Option<Mutex<Connection>>,
+    /// What the open found of the file (`None` in memory). Last, so dropped last: after every
+    /// connection of this store.
+    file: Option<FileInfo>,
 }
 
 /// What the open of a file found and decided.
@@ -61,6 +62,9 @@ struct FileInfo {
     wal_at_open: Option<u64>,
     /// Opened with `open_read_only`.
     read_only: bool,
+    /// The descriptor its header is read through; dropped after the pool, so never closed
+    /// beside this store's own connections.
+    _held: files::Held,
 }
 
 /// The size of the `-wal` beside `real` (`Some(0)` if there is none).
@@ -154,6 +158,7 @@ impl SqliteCheckpointStore {
     fn open_file(path: &Path, options: StoreOptions) -> Result<Self> {
         let gated = files::gate(path, Some(options.file_mode()))?;
         let real = gated.real;
+        let held = files::hold(&real, gated.identity)?;
         let wal_at_open = wal_size(&real);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         // Openers that start together on a new file meet SQLite locks that do not wait for the
@@ -181,6 +186,7 @@ impl SqliteCheckpointStore {
                     real,
                     wal_at_open,
                     read_only: false,
+                    _held: held,
                 }),
                 options,
                 group: Default::default(),
@@ -252,6 +258,7 @@ impl SqliteCheckpointStore {
     fn open_file_read_only(path: &Path, options: StoreOptions) -> Result<Self> {
         let gated = files::gate(path, None)?;
         let real = gated.real;
+        let held = files::hold(&real, gated.identity)?;
         let wal_at_open = wal_size(&real);
         schema::check_header(&real)?;
         let dir = real.parent().unwrap_or(Path::new("/"));
@@ -289,6 +296,7 @@ impl SqliteCheckpointStore {
                     real,
                     wal_at_open,
                     read_only: true,
+                    _held: held,
                 }),
                 options,
                 group: Default::default(),
