@@ -302,14 +302,6 @@ pub fn create_new_file(path: impl AsRef<Path>, mode: u32) -> Result<File> {
     create_new(path, mode).map_err(|e| io(e).at(Some(path)))
 }
 
-/// `path` with `suffix` appended to its file name, as SQLite names the `-wal`, `-shm` and
-/// `-journal` files.
-pub(crate) fn side_file(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 /// The name to give SQLite for `path`: SQLite (built with URIs on) reads a name that starts
 /// with `file:` as a URI, so such a relative name gets a leading `./`. Every other name is a
 /// plain path to SQLite, whatever `?`, `#` or `%` it holds.

@@ -15,9 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use eventhubs_checkpointstore_sqlite::admin::{self, GroupSummary};
+use eventhubs_checkpointstore_sqlite::migrate::eph::{self, read_eph_leases, EphAction};
+use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
+use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
 use eventhubs_checkpointstore_sqlite::{
-    self as store, read_eph_leases, Checkpoint, EphAction, Error, GroupSummary, Ownership,
-    SqliteCheckpointStore, StoreExport, StoreOptions,
+    self as store, Checkpoint, Error, Ownership, SqliteCheckpointStore, StoreOptions,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -445,7 +448,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
         }) => delete_checkpoints(&open_existing(db)?, scope, partition, *yes, cli.json),
         Command::Export { output } => {
             let store = open_existing(db)?;
-            let json = store.export()?.to_json()?;
+            let json = store.blocking_export()?.to_json()?;
             match output {
                 None => {
                     let mut out = std::io::stdout().lock();
@@ -476,7 +479,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
         Command::Check => {
             // Open a damaged store anyway: reporting the damage is this command's job.
             let store = open_existing_with(db, StoreOptions::new().with_check_on_open(false))?;
-            let report = store.check()?;
+            let report = store.blocking_check()?;
             if cli.json {
                 print_json(&report)?;
             } else {
@@ -490,7 +493,7 @@ fn run(cli: &Cli) -> Result<u8, CliError> {
         }
         Command::Backup { dest } => {
             let store = open_existing(db)?;
-            let report = store.backup_to(dest)?;
+            let report = store.blocking_backup_to(dest)?;
             if cli.json {
                 print_json(&report)?;
             } else {
@@ -538,7 +541,7 @@ fn matching_groups(
     scope: &Scope,
 ) -> Result<Vec<GroupSummary>, CliError> {
     Ok(store
-        .groups()?
+        .blocking_groups()?
         .into_iter()
         .filter(|g| scope.matches(g))
         .collect())
@@ -783,10 +786,10 @@ fn delete_checkpoints(
             deleted,
         };
         if partitions.is_empty() {
-            results.push(row(None, store.delete_checkpoints(ns, hub, cg)?));
+            results.push(row(None, store.blocking_delete_checkpoints(ns, hub, cg)?));
         } else {
             for p in partitions {
-                let gone = store.delete_checkpoint(ns, hub, cg, p)?;
+                let gone = store.blocking_delete_checkpoint(ns, hub, cg, p)?;
                 results.push(row(Some(p.clone()), u64::from(gone)));
             }
         }
@@ -836,9 +839,9 @@ fn import(
     // Against a missing database, validate in memory first so that bad input creates no file.
     let exists = db.exists();
     let plan = if exists {
-        open_existing(db)?.plan_import(&export)?
+        open_existing(db)?.blocking_plan_import(&export)?
     } else {
-        SqliteCheckpointStore::open_in_memory()?.plan_import(&export)?
+        SqliteCheckpointStore::open_in_memory()?.blocking_plan_import(&export)?
     };
     let conflicts = !plan.conflicts.is_empty() && !overwrite;
     if dry_run || conflicts {
@@ -871,7 +874,7 @@ fn import(
         return Ok(EXIT_OK);
     }
     let store = open_or_create(db)?;
-    let done = store.import(&export, overwrite)?;
+    let done = store.blocking_import(&export, on_conflict(overwrite))?;
     if json {
         print_json(&done)?;
     } else {
@@ -902,22 +905,38 @@ fn import_eph(
         let exists = db.exists();
         if !exists {
             // Validate names in memory first, so that bad arguments create no file.
-            SqliteCheckpointStore::open_in_memory()?
-                .plan_eph_import(ns, hub, group, &leases, overwrite)?;
+            SqliteCheckpointStore::open_in_memory()?.blocking_plan_import_eph(
+                ns,
+                hub,
+                group,
+                &leases,
+                on_conflict(overwrite),
+            )?;
         }
-        open_or_create(db)?.import_eph(ns, hub, group, &leases, overwrite)?
+        open_or_create(db)?.blocking_import_eph(ns, hub, group, &leases, on_conflict(overwrite))?
     } else if db.exists() {
-        open_existing(db)?.plan_eph_import(ns, hub, group, &leases, overwrite)?
+        open_existing(db)?.blocking_plan_import_eph(
+            ns,
+            hub,
+            group,
+            &leases,
+            on_conflict(overwrite),
+        )?
     } else {
-        SqliteCheckpointStore::open_in_memory()?
-            .plan_eph_import(ns, hub, group, &leases, overwrite)?
+        SqliteCheckpointStore::open_in_memory()?.blocking_plan_import_eph(
+            ns,
+            hub,
+            group,
+            &leases,
+            on_conflict(overwrite),
+        )?
     };
     if json {
         #[derive(Serialize)]
         struct Item<'a> {
             file: &'a Path,
             #[serde(flatten)]
-            item: &'a store::EphImportItem,
+            item: &'a eph::EphImportItem,
         }
         let out: Vec<Item<'_>> = files
             .iter()
@@ -986,7 +1005,7 @@ fn import_eph(
     Ok(EXIT_OK)
 }
 
-fn print_check(r: &store::CheckReport) {
+fn print_check(r: &admin::CheckReport) {
     let bytes = |b: Option<u64>| b.map_or("-".to_owned(), |b| format!("{b} bytes"));
     let path = r
         .path
@@ -1038,5 +1057,14 @@ fn print_check(r: &store::CheckReport) {
             );
         }
         None => println!("rows            unreadable"),
+    }
+}
+
+/// The library's conflict rule for the `--overwrite` flag.
+fn on_conflict(overwrite: bool) -> OnConflict {
+    if overwrite {
+        OnConflict::Overwrite
+    } else {
+        OnConflict::Refuse
     }
 }

@@ -495,7 +495,7 @@ pub fn run(db: &Path, args: &SimulateArgs) -> Result<SimReport, CliError> {
     let store = SqliteCheckpointStore::open_with(db, options).map_err(CliError::from)?;
     // The simulation's own group starts empty on every run.
     store
-        .delete_group(SIM_NAMESPACE, SIM_HUB, SIM_GROUP)
+        .blocking_delete_group(SIM_NAMESPACE, SIM_HUB, SIM_GROUP)
         .map_err(CliError::from)?;
 
     let names: Vec<String> = (1..=args.processes).map(|i| format!("proc-{i}")).collect();
@@ -1106,7 +1106,8 @@ pub fn print(report: &SimReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eventhubs_checkpointstore_sqlite::StoreExport;
+    use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
+    use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
 
     /// One partition, three events: proc-1 creates the ownership and checkpoints event 0,
     /// proc-2 steals it and checkpoints event 2; the store ends at etag e2, sequence 2.
@@ -1159,7 +1160,7 @@ mod tests {
         );
         let export = StoreExport::from_json(&json).unwrap_or_else(|e| panic!("{e}"));
         store
-            .import(&export, false)
+            .blocking_import(&export, OnConflict::Refuse)
             .unwrap_or_else(|e| panic!("{e}"));
         (state, store)
     }

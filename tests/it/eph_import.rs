@@ -1,14 +1,16 @@
 //! EventProcessorHost lease blobs of the three dialects become checkpoints.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 
 use common::*;
-use eventhubs_checkpointstore_sqlite::{
-    read_eph_leases, EphAction, EphDialect, EphLease, Error, SqliteCheckpointStore,
+use eventhubs_checkpointstore_sqlite::migrate::eph::{
+    read_eph_leases, EphAction, EphDialect, EphLease,
 };
+use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
+use eventhubs_checkpointstore_sqlite::{Error, SqliteCheckpointStore};
 
 fn fixtures(dialect: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/eph/{dialect}"))
@@ -105,24 +107,28 @@ fn import_writes_positions_skips_the_rest_and_refuses_conflicts() {
         .map(|f| f.lease)
         .collect();
     // A legacy placeholder is no position: replacing it is no conflict.
-    s.import(
-        &eventhubs_checkpointstore_sqlite::StoreExport::from_json(&format!(
+    s.blocking_import(
+        &eventhubs_checkpointstore_sqlite::migrate::export::StoreExport::from_json(&format!(
             r#"{{"format":"eh-checkpoints-export","format_version":1,"schema_version":1,
             "ownerships":[],"checkpoints":[{{"namespace":"{NS}","event_hub":"{HUB}",
             "consumer_group":"{GROUP}","partition_id":"0","offset":null,"sequence_number":null}}]}}"#
         ))
         .unwrap(),
-        false,
+        OnConflict::Refuse,
     )
     .unwrap();
-    let plan = s.plan_eph_import(NS, HUB, GROUP, &leases, false).unwrap();
+    let plan = s
+        .blocking_plan_import_eph(NS, HUB, GROUP, &leases, OnConflict::Refuse)
+        .unwrap();
     assert!(matches!(plan[0].action, EphAction::New));
     assert!(matches!(plan[2].action, EphAction::Skip { .. }));
     assert!(s
         .blocking_list_checkpoints(NS, HUB, GROUP)
         .unwrap()
         .is_empty());
-    let done = s.import_eph(NS, HUB, GROUP, &leases, false).unwrap();
+    let done = s
+        .blocking_import_eph(NS, HUB, GROUP, &leases, OnConflict::Refuse)
+        .unwrap();
     assert_eq!(done.len(), 3);
     let cps = s.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
     let got: Vec<_> = cps
@@ -143,15 +149,21 @@ fn import_writes_positions_skips_the_rest_and_refuses_conflicts() {
         ]
     );
     // The same leases again: nothing to do.
-    let again = s.import_eph(NS, HUB, GROUP, &leases, false).unwrap();
+    let again = s
+        .blocking_import_eph(NS, HUB, GROUP, &leases, OnConflict::Refuse)
+        .unwrap();
     assert!(matches!(again[0].action, EphAction::Same));
     // Another position for partition 1: refused whole without overwrite.
     let mut other = leases.clone();
     other[1].sequence_number = Some(5);
-    let err = s.import_eph(NS, HUB, GROUP, &other, false).unwrap_err();
+    let err = s
+        .blocking_import_eph(NS, HUB, GROUP, &other, OnConflict::Refuse)
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict { count: 1, .. }), "{err:?}");
     assert_eq!(s.blocking_list_checkpoints(NS, HUB, GROUP).unwrap(), cps);
-    let replaced = s.import_eph(NS, HUB, GROUP, &other, true).unwrap();
+    let replaced = s
+        .blocking_import_eph(NS, HUB, GROUP, &other, OnConflict::Overwrite)
+        .unwrap();
     assert!(matches!(replaced[1].action, EphAction::Replace { .. }));
     assert_eq!(
         s.blocking_list_checkpoints(NS, HUB, GROUP).unwrap()[1].sequence_number,

@@ -1,7 +1,7 @@
 //! Any text as a name, id, owner or offset, and any sequence number, including the i64
 //! limits: each is stored and returned exactly, or refused with `Error::InvalidArgument`
 //! naming the field, never a panic, and a refused request writes nothing.
-//! (Fixed hostile names are in `busy_and_hostile_input.rs`.)
+//! Fixed hostile names (odd characters, names over the limits) are checked one by one too.
 //!
 //! Also damaged export documents and EventProcessorHost lease blobs (the stable twins of the
 //! `import_json` and `eph_lease` fuzz targets).
@@ -10,12 +10,14 @@
 //! `EHCS_HEAVY=1`); `EHCS_SEED` replays the damaged documents of a run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
+use eventhubs_checkpointstore_sqlite::migrate::eph::EphLease;
+use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
+use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
 use eventhubs_checkpointstore_sqlite::{
-    Checkpoint, EphLease, Error, Ownership, SqliteCheckpointStore, StoreExport, MAX_NAME_LEN,
-    MAX_OFFSET_LEN,
+    Checkpoint, Error, Ownership, SqliteCheckpointStore, MAX_NAME_LEN, MAX_OFFSET_LEN,
 };
 use proptest::prelude::*;
 
@@ -357,7 +359,7 @@ fn damaged_exports_are_imported_whole_or_refused_without_a_write() {
     source
         .blocking_update_checkpoint(&checkpoint("2", None, Some(-1)))
         .unwrap();
-    let doc = source.export().unwrap().to_json().unwrap();
+    let doc = source.blocking_export().unwrap().to_json().unwrap();
     let cases = size("EHCS_HOSTILE_CASES", 256, 5000);
     let mut rng = common::Rng::from_env("damaged_exports");
     let (mut parsed, mut imported) = (0, 0);
@@ -379,16 +381,23 @@ fn damaged_exports_are_imported_whole_or_refused_without_a_write() {
                 .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
                 .unwrap();
         }
-        let before = store.export().unwrap();
-        match store.import(&export, case % 4 < 2) {
+        let before = store.blocking_export().unwrap();
+        match store.blocking_import(
+            &export,
+            if case % 4 < 2 {
+                OnConflict::Overwrite
+            } else {
+                OnConflict::Refuse
+            },
+        ) {
             Ok(_) => {
                 imported += 1;
-                let again = store.plan_import(&export).unwrap();
+                let again = store.blocking_plan_import(&export).unwrap();
                 assert!(again.conflicts.is_empty(), "{:?}", again.conflicts);
             }
             Err(e @ (Error::InvalidArgument { .. } | Error::Conflict { .. })) => {
                 assert_eq!(
-                    store.export().unwrap(),
+                    store.blocking_export().unwrap(),
                     before,
                     "a refused import wrote: {e}"
                 );
@@ -426,7 +435,13 @@ fn damaged_eph_leases_are_parsed_or_refused() {
         };
         parsed += 1;
         let store = SqliteCheckpointStore::open_in_memory().unwrap();
-        match store.import_eph(NS, HUB, GROUP, std::slice::from_ref(&lease), false) {
+        match store.blocking_import_eph(
+            NS,
+            HUB,
+            GROUP,
+            std::slice::from_ref(&lease),
+            OnConflict::Refuse,
+        ) {
             Ok(_) => {
                 let stored = store.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
                 match lease.position() {
@@ -447,4 +462,95 @@ fn damaged_eph_leases_are_parsed_or_refused() {
         }
     }
     println!("SUMMARY damaged_eph_leases: {cases} documents, {parsed} parsed, {imported} imported");
+}
+
+#[test]
+fn odd_names_are_stored_and_returned_exactly() {
+    let store = SqliteCheckpointStore::open_in_memory().unwrap();
+    let odd = [
+        "'; DROP TABLE ownership; --",
+        "100%_match",
+        "quote\"s and 'apostrophes'",
+        "ünïcödé/パーティション",
+        " leading and trailing ",
+        &"x".repeat(MAX_NAME_LEN),
+    ];
+    for (i, name) in odd.iter().enumerate() {
+        let owner = name.to_string();
+        let request = claim_in(name, name, name, name, Some(&owner), None);
+        let won = store.blocking_claim_ownership(&[request]).unwrap();
+        assert_eq!(won.len(), 1, "case {i}");
+        let listed = store.blocking_list_ownerships(name, name, name).unwrap();
+        assert_eq!(listed.len(), 1, "case {i}: exactly its own row");
+        assert_eq!(listed[0].partition_id, *name);
+        assert_eq!(listed[0].owner_id.as_deref(), Some(owner.as_str()));
+    }
+    // `%` and `_` are not wildcards: a group named like a pattern sees only itself.
+    assert!(store
+        .blocking_list_ownerships("100%", "100%", "100%")
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn names_and_offsets_over_the_limit_or_with_nul_are_refused_clearly() {
+    let store = SqliteCheckpointStore::open_in_memory().unwrap();
+    let huge = "n".repeat(1024 * 1024);
+    let cases = [
+        (
+            claim_in(&huge, HUB, GROUP, "0", Some("a"), None),
+            "fully_qualified_namespace",
+        ),
+        (
+            claim_in(NS, HUB, GROUP, &huge, Some("a"), None),
+            "partition_id",
+        ),
+        (claim("0", Some(&huge), None), "owner_id"),
+        (claim("0", Some("a"), Some(&huge)), "etag"),
+        (
+            claim_in(NS, "h\0ub", GROUP, "0", Some("a"), None),
+            "event_hub_name",
+        ),
+        (claim("0", Some("a\0b"), None), "owner_id"),
+    ];
+    for (request, field) in cases {
+        match store.blocking_claim_ownership(&[request]) {
+            Err(Error::InvalidArgument { field: f, reason }) => {
+                assert_eq!(f, field);
+                assert!(
+                    reason.contains("limit") || reason.contains("NUL"),
+                    "{reason}"
+                );
+            }
+            other => panic!("expected invalid {field}, got {other:?}"),
+        }
+    }
+    let long_offset = "9".repeat(MAX_OFFSET_LEN + 1);
+    let err = store
+        .blocking_update_checkpoint(&checkpoint("0", Some(&long_offset), Some(1)))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                field: "offset",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let fits = "9".repeat(MAX_OFFSET_LEN);
+    store
+        .blocking_update_checkpoint(&checkpoint("0", Some(&fits), Some(1)))
+        .unwrap();
+    assert_eq!(
+        store.blocking_list_checkpoints(NS, HUB, GROUP).unwrap()[0]
+            .offset
+            .as_deref(),
+        Some(fits.as_str())
+    );
+    assert!(
+        owners(&store).is_empty(),
+        "no refused claim may have written"
+    );
 }

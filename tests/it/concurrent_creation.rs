@@ -5,15 +5,11 @@
 //!
 //! `EHCS_CREATION_ROUNDS` sets the rounds (default 50, 300 with `EHCS_HEAVY=1`);
 //! `EHCS_CREATION_PROCESSES` the processes per round (default 8).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use eventhubs_checkpointstore_sqlite::{SqliteCheckpointStore, StoreOptions, APPLICATION_ID};
 
 const WORKER_ENV: &str = "EHCS_CREATION_WORKER";
@@ -98,7 +94,7 @@ fn one_store_with(path: &Path, partitions: &[String]) {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(app, APPLICATION_ID);
-    assert_eq!(version, SqliteCheckpointStore::schema_version());
+    assert_eq!(version, SqliteCheckpointStore::supported_schema_version());
     drop(conn);
     let store = SqliteCheckpointStore::open(path).unwrap();
     let mut stored: Vec<String> = store
@@ -136,7 +132,7 @@ fn many_processes_and_threads_create_one_new_store_together() {
         let (c, f) = race(processes, |i| {
             let spec = format!("{}|p{i}", path.display());
             let mut command = reexec(
-                "many_processes_and_threads_create_one_new_store_together",
+                "concurrent_creation::many_processes_and_threads_create_one_new_store_together",
                 WORKER_ENV,
                 &spec,
             );
@@ -167,6 +163,7 @@ fn many_processes_and_threads_create_one_new_store_together() {
 }
 
 #[test]
+#[cfg(feature = "cli")]
 fn many_cli_processes_set_a_checkpoint_in_one_new_store_together() {
     let rounds = size("EHCS_CREATION_ROUNDS", 50, 300) as usize / 4;
     let processes = size("EHCS_CREATION_PROCESSES", 8, 8) as usize;

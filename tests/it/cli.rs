@@ -1,7 +1,7 @@
 //! `eh-checkpoints`, run as a user runs it: the real binary on temporary directories.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -315,7 +315,7 @@ fn check_reports_health_and_finds_damage() {
     ok(&out);
     let version = format!(
         "schema version  {}",
-        eventhubs_checkpointstore_sqlite::SqliteCheckpointStore::schema_version()
+        eventhubs_checkpointstore_sqlite::SqliteCheckpointStore::supported_schema_version()
     );
     for needle in [
         "integrity       ok",
@@ -430,7 +430,12 @@ fn ownership_release_asks_for_yes_then_releases_only_what_was_asked() {
     let json = out.json();
     assert_eq!(json[0]["consumer_group"], "audit");
     assert_eq!(json[0]["released"], true);
-    let left = s.groups().unwrap().iter().map(|g| g.owned).sum::<u64>();
+    let left = s
+        .blocking_groups()
+        .unwrap()
+        .iter()
+        .map(|g| g.owned)
+        .sum::<u64>();
     assert_eq!(left, 1, "only proc-b still owns a partition");
 }
 

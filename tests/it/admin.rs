@@ -1,16 +1,17 @@
 //! Store-wide administration: groups, deletes, the integrity report and the online backup.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::*;
-use eventhubs_checkpointstore_sqlite::{
-    Error, ExportedCheckpoint, SqliteCheckpointStore, StoreExport, EXPORT_FORMAT,
-    EXPORT_FORMAT_VERSION,
+use eventhubs_checkpointstore_sqlite::migrate::export::{
+    ExportedCheckpoint, StoreExport, EXPORT_FORMAT, EXPORT_FORMAT_VERSION,
 };
+use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
+use eventhubs_checkpointstore_sqlite::{Error, SqliteCheckpointStore};
 
 fn seeded() -> SqliteCheckpointStore {
     let s = SqliteCheckpointStore::open_in_memory().unwrap();
@@ -31,7 +32,7 @@ fn seeded() -> SqliteCheckpointStore {
 #[test]
 fn groups_are_listed_sorted_with_their_counts_and_lowercase_names() {
     let s = seeded();
-    let groups = s.groups().unwrap();
+    let groups = s.blocking_groups().unwrap();
     let names: Vec<_> = groups
         .iter()
         .map(|g| {
@@ -60,26 +61,26 @@ fn groups_are_listed_sorted_with_their_counts_and_lowercase_names() {
 #[test]
 fn deletes_remove_checkpoints_but_never_ownership() {
     let s = seeded();
-    assert!(s.delete_checkpoint(NS, HUB, GROUP, "0").unwrap());
-    assert!(!s.delete_checkpoint(NS, HUB, GROUP, "0").unwrap());
+    assert!(s.blocking_delete_checkpoint(NS, HUB, GROUP, "0").unwrap());
+    assert!(!s.blocking_delete_checkpoint(NS, HUB, GROUP, "0").unwrap());
     assert_eq!(
         s.blocking_list_checkpoints(NS, HUB, GROUP).unwrap().len(),
         1
     );
-    assert_eq!(s.delete_checkpoints(NS, "HUB", GROUP).unwrap(), 1);
+    assert_eq!(s.blocking_delete_checkpoints(NS, "HUB", GROUP).unwrap(), 1);
     assert!(s
         .blocking_list_checkpoints(NS, HUB, GROUP)
         .unwrap()
         .is_empty());
     assert_eq!(owners(&s).len(), 3, "ownership is untouched");
     assert!(matches!(
-        s.delete_checkpoint(NS, HUB, GROUP, ""),
+        s.blocking_delete_checkpoint(NS, HUB, GROUP, ""),
         Err(Error::InvalidArgument { .. })
     ));
     // delete_group removes both tables' rows of that group only.
-    assert_eq!(s.delete_group(NS, HUB, GROUP).unwrap(), (3, 0));
+    assert_eq!(s.blocking_delete_group(NS, HUB, GROUP).unwrap(), (3, 0));
     assert!(owners(&s).is_empty());
-    assert_eq!(s.groups().unwrap().len(), 1);
+    assert_eq!(s.blocking_groups().unwrap().len(), 1);
 }
 
 #[test]
@@ -89,11 +90,14 @@ fn check_reports_a_healthy_file_with_its_counts_and_wal() {
         .unwrap();
     s.blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
         .unwrap();
-    let r = s.check().unwrap();
+    let r = s.blocking_check().unwrap();
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(r.integrity, ["ok"]);
     assert_eq!(r.path.as_deref(), Some(path.as_path()));
-    assert_eq!(r.schema_version, SqliteCheckpointStore::schema_version());
+    assert_eq!(
+        r.schema_version,
+        SqliteCheckpointStore::supported_schema_version()
+    );
     assert_eq!(
         r.application_id,
         eventhubs_checkpointstore_sqlite::APPLICATION_ID
@@ -113,11 +117,14 @@ fn backup_copies_everything_and_never_overwrites() {
     s.blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
         .unwrap();
     let dest = dir.path().join("copy.db");
-    let report = s.backup_to(&dest).unwrap();
+    let report = s.blocking_backup_to(&dest).unwrap();
     assert_eq!(report.path, dest);
     assert!(report.pages > 0 && report.bytes > 0);
     let copy = SqliteCheckpointStore::open(&dest).unwrap();
-    assert_eq!(copy.export().unwrap(), s.export().unwrap());
+    assert_eq!(
+        copy.blocking_export().unwrap(),
+        s.blocking_export().unwrap()
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -126,7 +133,7 @@ fn backup_copies_everything_and_never_overwrites() {
     }
     let before = read_bytes(&dest);
     drop(copy);
-    let again = s.backup_to(&dest);
+    let again = s.blocking_backup_to(&dest);
     assert!(
         matches!(again, Err(Error::InvalidArgument { field: "dest", .. })),
         "{again:?}"
@@ -157,7 +164,7 @@ fn pair(seq: i64) -> StoreExport {
 #[test]
 fn backup_is_one_consistent_snapshot_while_another_process_writes() {
     let (dir, path, s) = file_store();
-    s.import(&pair(0), true).unwrap();
+    s.blocking_import(&pair(0), OnConflict::Overwrite).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = Arc::clone(&stop);
@@ -166,7 +173,9 @@ fn backup_is_one_consistent_snapshot_while_another_process_writes() {
         std::thread::spawn(move || {
             let mut i = 1;
             while !stop.load(Ordering::SeqCst) {
-                other.import(&pair(i), true).unwrap();
+                other
+                    .blocking_import(&pair(i), OnConflict::Overwrite)
+                    .unwrap();
                 i += 1;
             }
             i
@@ -175,9 +184,9 @@ fn backup_is_one_consistent_snapshot_while_another_process_writes() {
     for n in 0..5 {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let dest = dir.path().join(format!("snap{n}.db"));
-        s.backup_to(&dest).unwrap();
+        s.blocking_backup_to(&dest).unwrap();
         let copy = SqliteCheckpointStore::open(&dest).unwrap();
-        assert!(copy.check().unwrap().is_ok());
+        assert!(copy.blocking_check().unwrap().is_ok());
         let cps = copy.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
         assert_eq!(cps.len(), 2);
         assert_eq!(

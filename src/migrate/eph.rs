@@ -23,13 +23,14 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::export::stored_checkpoint;
+use crate::migrate::{self, OnConflict, Plan, Run};
 use crate::model::{self, Checkpoint, GroupKey, MAX_NAME_LEN, MAX_OFFSET_LEN};
+use crate::store::ops;
 use crate::store::SqliteCheckpointStore;
 
 /// The largest lease file read, in bytes. A lease blob is a few hundred bytes.
@@ -145,7 +146,7 @@ impl EphLease {
     /// JSON lacks one.
     ///
     /// ```
-    /// use eventhubs_checkpointstore_sqlite::{EphDialect, EphLease};
+    /// use eventhubs_checkpointstore_sqlite::migrate::eph::{EphDialect, EphLease};
     ///
     /// let lease = EphLease::parse(
     ///     br#"{"PartitionId":"0","Owner":"h1","Token":"t","Epoch":386,
@@ -312,12 +313,12 @@ pub enum EphAction {
     New,
     /// The store holds this very position already: nothing to do.
     Same,
-    /// The store holds another position, and overwrite was given: replace it.
+    /// The store holds another position, and [`OnConflict::Overwrite`] was given: replace it.
     Replace {
         /// The position replaced.
         current: Checkpoint,
     },
-    /// The store holds another position and overwrite was not given: refused.
+    /// The store holds another position and [`OnConflict::Refuse`] was given: refused.
     Conflict {
         /// The position the store holds.
         current: Checkpoint,
@@ -341,29 +342,37 @@ pub struct EphImportItem {
     pub action: EphAction,
 }
 
-fn plan_eph(
-    conn: &mut Connection,
+/// The items of an EPH import; conflicts are the items with [`EphAction::Conflict`].
+struct Planned(Vec<EphImportItem>);
+
+impl Plan for Planned {
+    fn conflicts(&self) -> Option<(usize, String)> {
+        let mut conflicts = self.0.iter().filter_map(|i| match &i.action {
+            EphAction::Conflict { current } => Some((&i.lease, current)),
+            _ => None,
+        });
+        let (lease, current) = conflicts.next()?;
+        let first = format!(
+            "partition {} has offset {}, sequence number {}",
+            lease.partition_id,
+            current.offset.as_deref().unwrap_or("null"),
+            current
+                .sequence_number
+                .map_or("null".to_owned(), |s| s.to_string()),
+        );
+        Some((1 + conflicts.count(), first))
+    }
+}
+
+/// Decides, inside `tx`, what happens to each lease.
+fn plan(
+    tx: &Transaction<'_>,
+    g: &GroupKey,
     group: (&str, &str, &str),
     leases: &[EphLease],
-    overwrite: bool,
-    write: bool,
-) -> Result<Vec<EphImportItem>> {
+    on_conflict: OnConflict,
+) -> Result<Planned> {
     let (ns, hub, cg) = group;
-    let g = GroupKey::new(ns, hub, cg)?;
-    let mut seen = HashSet::new();
-    for lease in leases {
-        if !seen.insert(lease.partition_id.as_str()) {
-            return Err(lease_error(format!(
-                "partition `{}` appears twice",
-                lease.partition_id
-            )));
-        }
-    }
-    let tx = if write {
-        conn.transaction_with_behavior(TransactionBehavior::Immediate)?
-    } else {
-        conn.transaction()?
-    };
     let mut items = Vec::with_capacity(leases.len());
     for lease in leases {
         let key = g.clone().partition(&lease.partition_id)?;
@@ -388,7 +397,7 @@ fn plan_eph(
             offset: Some(offset.to_owned()),
             sequence_number,
         };
-        let action = match stored_checkpoint(&tx, &key)? {
+        let action = match ops::stored_checkpoint(tx, &key)? {
             // No row, or a legacy placeholder (no position): nothing is lost by writing.
             None | Some((None, None)) => EphAction::New,
             Some((o, s)) if o.as_deref() == Some(offset) && s == sequence_number => EphAction::Same,
@@ -398,10 +407,9 @@ fn plan_eph(
                     sequence_number: s,
                     ..checkpoint.clone()
                 };
-                if overwrite {
-                    EphAction::Replace { current }
-                } else {
-                    EphAction::Conflict { current }
+                match on_conflict {
+                    OnConflict::Overwrite => EphAction::Replace { current },
+                    OnConflict::Refuse => EphAction::Conflict { current },
                 }
             }
         };
@@ -411,59 +419,70 @@ fn plan_eph(
             action,
         });
     }
-    if !write {
-        return Ok(items);
-    }
-    let conflicts: Vec<&EphImportItem> = items
-        .iter()
-        .filter(|i| matches!(i.action, EphAction::Conflict { .. }))
-        .collect();
-    if let Some(first) = conflicts.first() {
-        let current = match &first.action {
-            EphAction::Conflict { current } => current,
-            _ => return Err(Error::internal("a conflict without a current position")),
-        };
-        return Err(Error::Conflict {
-            count: conflicts.len(),
-            first: format!(
-                "partition {} has offset {}, sequence number {}",
-                first.lease.partition_id,
-                current.offset.as_deref().unwrap_or("null"),
-                current
-                    .sequence_number
-                    .map_or("null".to_owned(), |s| s.to_string()),
-            ),
-        });
-    }
-    for item in &items {
+    Ok(Planned(items))
+}
+
+/// Writes the position of every new or replaced item.
+fn apply(tx: &Transaction<'_>, g: &GroupKey, planned: &Planned) -> Result<()> {
+    for item in &planned.0 {
         if let (Some(c), EphAction::New | EphAction::Replace { .. }) =
             (&item.checkpoint, &item.action)
         {
             let key = g.clone().partition(&c.partition_id)?;
-            crate::store::ops::write_checkpoint(&tx, &key, c.offset.as_deref(), c.sequence_number)?;
+            ops::write_checkpoint(tx, &key, c.offset.as_deref(), c.sequence_number)?;
         }
     }
-    tx.commit()?;
-    Ok(items)
+    Ok(())
+}
+
+/// Validates the group and the leases, then plans or applies them through the shared import
+/// skeleton.
+fn import(
+    conn: &mut Connection,
+    group: (&str, &str, &str),
+    leases: &[EphLease],
+    run: Run,
+    on_conflict: OnConflict,
+) -> Result<Vec<EphImportItem>> {
+    let (ns, hub, cg) = group;
+    let g = GroupKey::new(ns, hub, cg)?;
+    let mut seen = HashSet::new();
+    for lease in leases {
+        if !seen.insert(lease.partition_id.as_str()) {
+            return Err(lease_error(format!(
+                "partition `{}` appears twice",
+                lease.partition_id
+            )));
+        }
+    }
+    let planned = migrate::run(
+        conn,
+        run,
+        on_conflict,
+        |tx| plan(tx, &g, group, leases, on_conflict),
+        |tx, planned| apply(tx, &g, planned),
+    )?;
+    Ok(planned.0)
 }
 
 impl SqliteCheckpointStore {
-    /// What [`import_eph`](Self::import_eph) would do with `leases` in the given group,
-    /// without writing. Conflicts show as [`EphAction::Conflict`] (or, with `overwrite`,
-    /// [`EphAction::Replace`]).
+    /// What [`blocking_import_eph`](Self::blocking_import_eph) would do with `leases` in the
+    /// given group, without writing. Conflicts show as [`EphAction::Conflict`] (or, with
+    /// [`OnConflict::Overwrite`], [`EphAction::Replace`]).
     ///
     /// # Errors
-    /// As [`import_eph`](Self::import_eph), except that conflicts are not an error.
-    pub fn plan_eph_import(
+    /// As [`blocking_import_eph`](Self::blocking_import_eph), except that conflicts are not an
+    /// error.
+    pub fn blocking_plan_import_eph(
         &self,
         fully_qualified_namespace: &str,
         event_hub_name: &str,
         consumer_group: &str,
         leases: &[EphLease],
-        overwrite: bool,
+        on_conflict: OnConflict,
     ) -> Result<Vec<EphImportItem>> {
         let group = (fully_qualified_namespace, event_hub_name, consumer_group);
-        self.with_conn(|_, c| plan_eph(c, group, leases, overwrite, false))
+        self.with_conn(|_, c| import(c, group, leases, Run::Plan, on_conflict))
     }
 
     /// Writes the position of every lease that has one as the partition's checkpoint in the
@@ -472,7 +491,8 @@ impl SqliteCheckpointStore {
     /// replaced; ownership is not touched.
     ///
     /// ```
-    /// use eventhubs_checkpointstore_sqlite::{EphLease, SqliteCheckpointStore};
+    /// use eventhubs_checkpointstore_sqlite::migrate::{eph::EphLease, OnConflict};
+    /// use eventhubs_checkpointstore_sqlite::SqliteCheckpointStore;
     ///
     /// let store = SqliteCheckpointStore::open_in_memory()?;
     /// let leases = [
@@ -480,7 +500,7 @@ impl SqliteCheckpointStore {
     ///         "owner":null,"token":null,"epoch":2,"event_processor_context":null}"#, None)?,
     ///     EphLease::parse(br#"{"partitionId":"1","sequenceNumber":0,"epoch":-1}"#, None)?,
     /// ];
-    /// let done = store.import_eph("ns", "hub", "$Default", &leases, false)?;
+    /// let done = store.blocking_import_eph("ns", "hub", "$Default", &leases, OnConflict::Refuse)?;
     /// assert_eq!(done.len(), 2); // partition 1 was skipped: it has no offset
     /// let checkpoints = store.blocking_list_checkpoints("ns", "hub", "$Default")?;
     /// assert_eq!(checkpoints.len(), 1);
@@ -490,18 +510,19 @@ impl SqliteCheckpointStore {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an invalid name or a partition that appears twice;
-    /// [`Error::Conflict`] if, without `overwrite`, a partition already has another position.
+    /// [`Error::Conflict`] if, with [`OnConflict::Refuse`], a partition already has another
+    /// position.
     /// Nothing is written in either case. Storage errors as for
     /// [`update_checkpoint`](crate::CheckpointStore::update_checkpoint).
-    pub fn import_eph(
+    pub fn blocking_import_eph(
         &self,
         fully_qualified_namespace: &str,
         event_hub_name: &str,
         consumer_group: &str,
         leases: &[EphLease],
-        overwrite: bool,
+        on_conflict: OnConflict,
     ) -> Result<Vec<EphImportItem>> {
         let group = (fully_qualified_namespace, event_hub_name, consumer_group);
-        self.with_conn(|_, c| plan_eph(c, group, leases, overwrite, true))
+        self.with_conn(|_, c| import(c, group, leases, Run::Apply, on_conflict))
     }
 }

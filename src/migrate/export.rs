@@ -50,14 +50,15 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
+use crate::migrate::{self, OnConflict, Plan, Run};
 use crate::model::{self, PartitionKey, MAX_OFFSET_LEN};
 use crate::schema;
-use crate::store::ops::{from_nanos, to_nanos};
+use crate::store::ops::{self, from_nanos, to_nanos};
 use crate::store::SqliteCheckpointStore;
 
 /// The value of [`StoreExport::format`].
@@ -66,8 +67,8 @@ pub const EXPORT_FORMAT: &str = "eh-checkpoints-export";
 /// The format version this build writes and reads.
 pub const EXPORT_FORMAT_VERSION: u32 = 1;
 
-/// A whole store: what [`SqliteCheckpointStore::export`] returns and
-/// [`SqliteCheckpointStore::import`] takes. See the [module docs](self) for the JSON.
+/// A whole store: what [`SqliteCheckpointStore::blocking_export`] returns and
+/// [`SqliteCheckpointStore::blocking_import`] takes. See the [module docs](self) for the JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreExport {
@@ -128,7 +129,7 @@ pub struct ExportedCheckpoint {
     pub sequence_number: Option<i64>,
 }
 
-/// What an import did (or, from [`SqliteCheckpointStore::plan_import`], would do).
+/// What an import did (or, from [`SqliteCheckpointStore::blocking_plan_import`], would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportPlan {
     /// Ownership rows the store lacks.
@@ -331,11 +332,7 @@ fn validate(export: &StoreExport) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRo
                 return Err(Error::invalid("epoch", "must not be negative"));
             }
             if let Some(context) = &o.event_processor_context {
-                model::bounded(
-                    "event_processor_context",
-                    context,
-                    crate::legacy::MAX_CONTEXT_LEN,
-                )?;
+                model::bounded("event_processor_context", context, model::MAX_CONTEXT_LEN)?;
             }
             Ok(OwnershipRow {
                 key,
@@ -396,10 +393,6 @@ const GET_OWNERSHIP: &str = "\
     SELECT owner_id, etag, last_modified, epoch, event_processor_context FROM ownership \
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
 
-const GET_CHECKPOINT: &str = "\
-    SELECT event_offset, sequence_number FROM checkpoint \
-    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
-
 const PUT_OWNERSHIP: &str = "\
     INSERT INTO ownership \
         (namespace, event_hub, consumer_group, partition_id, owner_id, etag, last_modified, epoch, \
@@ -447,7 +440,7 @@ fn compare_ownership(tx: &Transaction<'_>, row: &OwnershipRow) -> Result<Found> 
 }
 
 fn compare_checkpoint(tx: &Transaction<'_>, row: &CheckpointRow) -> Result<Found> {
-    let stored = stored_checkpoint(tx, &row.key)?;
+    let stored = ops::stored_checkpoint(tx, &row.key)?;
     Ok(match stored {
         None => Found::New,
         Some((offset, seq)) if offset == row.offset && seq == row.sequence_number => Found::Same,
@@ -460,106 +453,109 @@ fn compare_checkpoint(tx: &Transaction<'_>, row: &CheckpointRow) -> Result<Found
     })
 }
 
-/// The stored (offset, sequence number) of a checkpoint row, if there is a row.
-pub(crate) fn stored_checkpoint(
-    tx: &Transaction<'_>,
-    k: &PartitionKey,
-) -> Result<Option<(Option<String>, Option<i64>)>> {
-    Ok(tx
-        .prepare_cached(GET_CHECKPOINT)?
-        .query_row(
-            params![k.namespace, k.event_hub, k.consumer_group, k.partition_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
+/// What an import found, with the rows it writes when applied.
+struct Planned<'a> {
+    plan: ImportPlan,
+    ownerships: Vec<&'a OwnershipRow>,
+    checkpoints: Vec<&'a CheckpointRow>,
 }
 
-/// Compares every row with the store inside `tx` and, when `write` is set, writes the new and
-/// (with `overwrite`) the conflicting ones.
-fn import(
-    conn: &mut Connection,
-    export: &StoreExport,
-    overwrite: bool,
-    write: bool,
-) -> Result<ImportPlan> {
-    let (ownerships, checkpoints) = validate(export)?;
-    let tx = if write {
-        conn.transaction_with_behavior(TransactionBehavior::Immediate)?
-    } else {
-        conn.transaction()?
+impl Plan for Planned<'_> {
+    fn conflicts(&self) -> Option<(usize, String)> {
+        let first = self.plan.conflicts.first()?;
+        Some((self.plan.conflicts.len(), first.clone()))
+    }
+}
+
+/// Compares every row with the store inside `tx`: the new and the conflicting ones are the
+/// rows an apply writes (the conflicting ones only with [`OnConflict::Overwrite`]).
+fn plan<'a>(
+    tx: &Transaction<'_>,
+    ownerships: &'a [OwnershipRow],
+    checkpoints: &'a [CheckpointRow],
+) -> Result<Planned<'a>> {
+    let mut planned = Planned {
+        plan: ImportPlan::default(),
+        ownerships: Vec::new(),
+        checkpoints: Vec::new(),
     };
-    let mut plan = ImportPlan::default();
-    let mut own_writes = Vec::new();
-    for row in &ownerships {
-        match compare_ownership(&tx, row)? {
+    let plan = &mut planned.plan;
+    for row in ownerships {
+        match compare_ownership(tx, row)? {
             Found::New => {
                 plan.new_ownerships += 1;
-                own_writes.push(row);
+                planned.ownerships.push(row);
             }
             Found::Same => plan.same_ownerships += 1,
             Found::Conflict(what) => {
                 plan.conflicts.push(what);
-                own_writes.push(row);
+                planned.ownerships.push(row);
             }
         }
     }
-    let mut cp_writes = Vec::new();
-    for row in &checkpoints {
-        match compare_checkpoint(&tx, row)? {
+    for row in checkpoints {
+        match compare_checkpoint(tx, row)? {
             Found::New => {
                 plan.new_checkpoints += 1;
-                cp_writes.push(row);
+                planned.checkpoints.push(row);
             }
             Found::Same => plan.same_checkpoints += 1,
             Found::Conflict(what) => {
                 plan.conflicts.push(what);
-                cp_writes.push(row);
+                planned.checkpoints.push(row);
             }
         }
     }
-    if !write {
-        return Ok(plan);
+    Ok(planned)
+}
+
+/// Writes what [`plan`] found to write.
+fn apply(tx: &Transaction<'_>, planned: &Planned<'_>) -> Result<()> {
+    let mut put = tx.prepare_cached(PUT_OWNERSHIP)?;
+    for row in &planned.ownerships {
+        let k = &row.key;
+        put.execute(params![
+            k.namespace,
+            k.event_hub,
+            k.consumer_group,
+            k.partition_id,
+            row.owner_id,
+            row.etag,
+            row.last_modified,
+            row.epoch,
+            row.context
+        ])?;
     }
-    if !overwrite && !plan.conflicts.is_empty() {
-        return Err(Error::Conflict {
-            count: plan.conflicts.len(),
-            first: plan.conflicts[0].clone(),
-        });
+    for row in &planned.checkpoints {
+        ops::write_checkpoint(tx, &row.key, row.offset.as_deref(), row.sequence_number)?;
     }
-    {
-        let mut put = tx.prepare_cached(PUT_OWNERSHIP)?;
-        for row in own_writes {
-            let k = &row.key;
-            put.execute(params![
-                k.namespace,
-                k.event_hub,
-                k.consumer_group,
-                k.partition_id,
-                row.owner_id,
-                row.etag,
-                row.last_modified,
-                row.epoch,
-                row.context
-            ])?;
-        }
-    }
-    for row in cp_writes {
-        crate::store::ops::write_checkpoint(
-            &tx,
-            &row.key,
-            row.offset.as_deref(),
-            row.sequence_number,
-        )?;
-    }
-    tx.commit()?;
-    Ok(plan)
+    Ok(())
+}
+
+/// Validates `export`, then plans or applies it through the shared import skeleton.
+fn import(
+    conn: &mut Connection,
+    export: &StoreExport,
+    run: Run,
+    on_conflict: OnConflict,
+) -> Result<ImportPlan> {
+    let (ownerships, checkpoints) = validate(export)?;
+    let planned = migrate::run(
+        conn,
+        run,
+        on_conflict,
+        |tx| plan(tx, &ownerships, &checkpoints),
+        apply,
+    )?;
+    Ok(planned.plan)
 }
 
 impl SqliteCheckpointStore {
     /// Every row of both tables, read in one transaction (a consistent snapshot), in the
-    /// stable order of the [format](crate::export).
+    /// stable order of the [format](crate::migrate::export).
     ///
     /// ```
+    /// use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
     /// use eventhubs_checkpointstore_sqlite::{Ownership, SqliteCheckpointStore};
     ///
     /// let store = SqliteCheckpointStore::open_in_memory()?;
@@ -571,27 +567,28 @@ impl SqliteCheckpointStore {
     ///     owner_id: Some("a".into()),
     ///     ..Ownership::default()
     /// }])?;
-    /// let export = store.export()?;
+    /// let export = store.blocking_export()?;
     /// let copy = SqliteCheckpointStore::open_in_memory()?;
-    /// copy.import(&export, false)?;
-    /// assert_eq!(copy.export()?, export);
+    /// copy.blocking_import(&export, OnConflict::Refuse)?;
+    /// assert_eq!(copy.blocking_export()?, export);
     /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
     /// ```
     ///
     /// # Errors
     /// Storage errors: [`Error::Busy`], [`Error::NotADatabase`] for a corrupt file.
-    pub fn export(&self) -> Result<StoreExport> {
+    pub fn blocking_export(&self) -> Result<StoreExport> {
         self.with_conn(|_, c| export(c))
     }
 
-    /// What [`import`](Self::import) would do, without writing: validates every row and
-    /// compares it with the store.
+    /// What [`blocking_import`](Self::blocking_import) would do, without writing: validates
+    /// every row and compares it with the store. Conflicts are listed in
+    /// [`ImportPlan::conflicts`].
     ///
     /// # Errors
-    /// As [`import`](Self::import), except that conflicts are reported in the plan rather
-    /// than as [`Error::Conflict`].
-    pub fn plan_import(&self, export: &StoreExport) -> Result<ImportPlan> {
-        self.with_conn(|_, c| import(c, export, true, false))
+    /// As [`blocking_import`](Self::blocking_import), except that conflicts are reported in
+    /// the plan rather than as [`Error::Conflict`].
+    pub fn blocking_plan_import(&self, export: &StoreExport) -> Result<ImportPlan> {
+        self.with_conn(|_, c| import(c, export, Run::Plan, OnConflict::Overwrite))
     }
 
     /// Imports an export: every row is validated first, then all are written in one
@@ -601,10 +598,14 @@ impl SqliteCheckpointStore {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] (`ownerships` or `checkpoints`, naming the entry) for an
-    /// invalid or duplicated row; [`Error::Conflict`] if, without `overwrite`, any row exists
+    /// invalid or duplicated row; [`Error::Conflict`] if, with [`OnConflict::Refuse`], any row exists
     /// in the store with other contents. Nothing is written in either case. Storage errors as
     /// for [`update_checkpoint`](crate::CheckpointStore::update_checkpoint).
-    pub fn import(&self, export: &StoreExport, overwrite: bool) -> Result<ImportPlan> {
-        self.with_conn(|_, c| import(c, export, overwrite, true))
+    pub fn blocking_import(
+        &self,
+        export: &StoreExport,
+        on_conflict: OnConflict,
+    ) -> Result<ImportPlan> {
+        self.with_conn(|_, c| import(c, export, Run::Apply, on_conflict))
     }
 }

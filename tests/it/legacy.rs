@@ -1,7 +1,7 @@
-//! DESIGN §4: the legacy EventProcessorHost API over the same tables as the modern one.
+//! CONTRACT §4: the legacy EventProcessorHost API over the same tables as the modern one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,7 +14,7 @@
 //! `EHCS_SOAK_PROCS` the number of processes (default 8). The throughput is printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ use common::*;
 use eventhubs_checkpointstore_sqlite::{Error, Ownership, SqliteCheckpointStore, StoreOptions};
 
 const WORKER_ENV: &str = "EHCS_SOAK_WORKER";
-const TEST: &str = "processes_and_tasks_soak_one_file_without_losing_a_write";
+const TEST: &str = "multiprocess_soak::processes_and_tasks_soak_one_file_without_losing_a_write";
 const WORKERS: usize = 4;
 const CONTENDED: usize = 16;
 

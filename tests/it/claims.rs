@@ -1,7 +1,7 @@
-//! DESIGN §3.1: ownership claims follow the official Blob stores.
+//! CONTRACT §3.1: ownership claims follow the official Blob stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

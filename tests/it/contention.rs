@@ -2,7 +2,7 @@
 //! listed. Every (partition, replaced etag) must have exactly one winner.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -140,7 +140,7 @@ fn processes_stealing_the_same_partitions_have_one_winner_per_etag() {
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "processes_stealing_the_same_partitions_have_one_winner_per_etag",
+                    "contention::processes_stealing_the_same_partitions_have_one_winner_per_etag",
                     "--nocapture",
                     "--test-threads=1",
                 ])

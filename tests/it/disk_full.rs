@@ -9,7 +9,7 @@
 //!   EFBIG instead of killing the process) on a writer process: this test binary run again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -183,7 +183,7 @@ fn a_full_file_system_is_a_clear_error_and_the_store_recovers() {
 }
 
 const LIMITED_ENV: &str = "EHCS_FSIZE_WRITER";
-const LIMITED_TEST: &str = "a_file_size_limit_is_a_clear_error_and_the_store_recovers";
+const LIMITED_TEST: &str = "disk_full::a_file_size_limit_is_a_clear_error_and_the_store_recovers";
 
 /// The file size limit of the writer: unaligned, so that the write that crosses it is cut
 /// short (SQLite's "full") rather than refused at a page boundary.

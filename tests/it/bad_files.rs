@@ -1,13 +1,13 @@
-//! Damaged files, stale `-wal` files, read-only directories and locked files: each gets its
-//! own clear error and is never written, except the stale `-wal`, which is recovered.
-//! (Files that are not SQLite, foreign databases, newer schemas, read-only files and
-//! directories in place of the file are in `persistence_and_bad_files.rs`.)
+//! Bad files: files that are not SQLite, other applications' databases, newer schemas,
+//! directories in place of the file, damaged files, stale `-wal` files, read-only files and
+//! directories, and files locked past the busy timeout. Each gets its own clear error and is
+//! never written, except the stale `-wal`, which is recovered.
 //!
 //! `EHCS_DAMAGE_CASES` sets the number of randomly damaged files and of random byte strings
 //! tried (default 200, or 5000 with `EHCS_HEAVY=1`); `EHCS_SEED` replays a run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -410,7 +410,8 @@ fn a_store_in_a_read_only_directory_is_refused_untouched() {
 }
 
 const LOCK_ENV: &str = "EHCS_LOCK_HOLDER";
-const LOCK_TEST: &str = "a_file_locked_by_another_process_past_the_busy_timeout_is_a_busy_error";
+const LOCK_TEST: &str =
+    "bad_files::a_file_locked_by_another_process_past_the_busy_timeout_is_a_busy_error";
 
 /// Another process that takes a lock on the file and holds it until `release` exists.
 struct LockHolder {
@@ -550,10 +551,174 @@ fn a_header_with_an_unknown_text_encoding_is_refused_untouched() {
         assert!(read_bytes(&file) == damaged, "a refused file was written");
     }
     // The fuzzer's file itself.
-    let found = include_bytes!("../fuzz/seeds/open_bytes/text-encoding-8");
+    let found = include_bytes!("../../fuzz/seeds/open_bytes/text-encoding-8");
     let file = dir.path().join("fuzz-text-encoding.db");
     std::fs::write(&file, found).unwrap();
     let err = SqliteCheckpointStore::open(&file).unwrap_err();
     assert!(corrupt(&err), "{err:?}");
     assert!(read_bytes(&file) == found, "a refused file was written");
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    let text = "these are my notes, not a database\n".repeat(200);
+    std::fs::write(&path, text).unwrap();
+    let err = refused_untouched(&path, |e| matches!(e, Error::NotADatabase { .. }));
+    let message = err.to_string();
+    assert!(
+        message.contains("notes.db"),
+        "the message names the file: {message}"
+    );
+}
+
+#[test]
+fn another_applications_sqlite_database_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+    }
+    let err = refused_untouched(&path, |e| matches!(e, Error::NotADatabase { .. }));
+    assert!(err.to_string().contains("another application"), "{err}");
+}
+
+#[test]
+fn a_store_from_a_newer_schema_version_is_refused_and_untouched() {
+    let (_dir, path, store) = file_store();
+    store
+        .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
+        .unwrap();
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    }
+    let err = refused_untouched(&path, |e| {
+        matches!(e, Error::SchemaTooNew { found: 99, .. })
+    });
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "`{}` has schema version 99, newer than the supported {}",
+            path.display(),
+            SqliteCheckpointStore::supported_schema_version()
+        )
+    );
+}
+
+#[test]
+fn a_directory_is_refused_with_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteCheckpointStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    let shown = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(shown.contains("is a directory"), "{shown}");
+    assert!(shown.contains(&dir.path().display().to_string()), "{shown}");
+}
+
+#[test]
+fn a_missing_parent_directory_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteCheckpointStore::open(dir.path().join("no/such/dir/store.db")).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+}
+
+/// Makes a file unwritable: `chmod 0444`, and where that is not enough (root ignores
+/// permission bits) `chattr +i`. Returns a guard that undoes both.
+#[cfg(unix)]
+fn make_read_only(path: &Path) -> impl Drop + '_ {
+    use std::os::unix::fs::PermissionsExt;
+    struct Undo<'a>(&'a Path);
+    impl Drop for Undo<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(self.0)
+                .status();
+            let _ = std::fs::set_permissions(self.0, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+    let writable = || std::fs::OpenOptions::new().write(true).open(path).is_ok();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let guard = Undo(path);
+    if writable() {
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .expect("chattr must be installed to test read-only files as root");
+        assert!(status.success(), "chattr +i failed on {}", path.display());
+    }
+    assert!(
+        !writable(),
+        "the file must really be unwritable for this test to mean anything"
+    );
+    guard
+}
+
+#[cfg(unix)]
+#[test]
+fn a_read_only_file_is_refused_with_a_read_only_error() {
+    let (_dir, path, store) = file_store();
+    store
+        .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
+        .unwrap();
+    drop(store);
+    wait_closed(&path);
+    let before = read_bytes(&path);
+    let _guard = make_read_only(&path);
+    let err = SqliteCheckpointStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+    assert!(err.to_string().ends_with("is read-only"), "{err}");
+    assert!(
+        read_bytes(&path) == before,
+        "the file must stay byte-identical"
+    );
+}
+
+#[test]
+fn a_lock_held_past_the_busy_timeout_is_a_busy_error_and_nothing_is_written() {
+    let options = StoreOptions::new().with_busy_timeout(Duration::from_millis(200));
+    let (_dir, path, store) = file_store_with(options);
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let lock = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+
+    let started = Instant::now();
+    let err = store
+        .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
+        .unwrap_err();
+    assert!(err.is_busy(), "{err:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "it must wait first"
+    );
+    let err = store
+        .blocking_claim_ownership(&[claim("0", Some("a"), None)])
+        .unwrap_err();
+    assert!(matches!(err, Error::Busy { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "`{}` is busy: gave up after the busy timeout of 200ms",
+            path.display()
+        )
+    );
+
+    lock.rollback().unwrap();
+    assert!(store
+        .blocking_list_checkpoints(NS, HUB, GROUP)
+        .unwrap()
+        .is_empty());
+    assert!(owners(&store).is_empty());
+    // Once the lock is gone the same writes succeed.
+    store
+        .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
+        .unwrap();
 }

@@ -16,7 +16,7 @@
 //! `EHCS_SEED` replays the kill times of an earlier run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -29,7 +29,8 @@ use eventhubs_checkpointstore_sqlite::{
 };
 
 const WORKER_ENV: &str = "EHCS_CRASH_WORKER";
-const TEST: &str = "killed_writers_lose_no_acknowledged_write_and_never_half_apply_a_claim";
+const TEST: &str =
+    "crash_consistency::killed_writers_lose_no_acknowledged_write_and_never_half_apply_a_claim";
 
 /// Writers in the child, and partitions per writer.
 const WRITERS: usize = 2;

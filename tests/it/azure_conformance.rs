@@ -1,4 +1,4 @@
-//! DESIGN §7: the store through the official `azure_messaging_eventhubs::CheckpointStore` trait.
+//! CONTRACT §7: the store through the official `azure_messaging_eventhubs::CheckpointStore` trait.
 //!
 //! - The test cases of the official crates, ported: `tests/eventhubs_checkpoint_store.rs` of
 //!   `azure_messaging_eventhubs` 0.16 (written for its `InMemoryCheckpointStore`) and the
@@ -12,8 +12,7 @@
 #![cfg(feature = "azure")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "conformance/cases.rs"]
-mod cases;
+use crate::cases;
 
 use std::sync::Arc;
 
@@ -221,7 +220,7 @@ async fn test_claim_ownership_renewal_rotates_etag_and_timestamp() {
 
 /// The original writes a checkpoint with neither offset nor sequence number and expects `Ok`
 /// (the Blob store agrees). Ours refuses it: it names no position and would erase the stored
-/// one (DESIGN §3.3); the official `PartitionClient` never sends one. With a position it is
+/// one (CONTRACT §3.3); the official `PartitionClient` never sends one. With a position it is
 /// written.
 #[tokio::test]
 async fn test_update_checkpoint() {

@@ -1,10 +1,12 @@
 //! The export format: an exact round trip, validation before any write, and conflicts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
-use eventhubs_checkpointstore_sqlite::{Error, SqliteCheckpointStore, StoreExport};
+use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
+use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
+use eventhubs_checkpointstore_sqlite::{Error, SqliteCheckpointStore};
 
 /// A hand-written export with every kind of row: owned, released, a position with both
 /// fields, one with only a sequence number, and a legacy placeholder.
@@ -68,7 +70,7 @@ const SAMPLE: &str = r#"{
 fn sample() -> String {
     SAMPLE.replace(
         "SCHEMA",
-        &SqliteCheckpointStore::schema_version().to_string(),
+        &SqliteCheckpointStore::supported_schema_version().to_string(),
     )
 }
 
@@ -80,10 +82,13 @@ fn store() -> SqliteCheckpointStore {
 fn an_import_exports_again_byte_for_byte() {
     let s = store();
     let plan = s
-        .import(&StoreExport::from_json(&sample()).unwrap(), false)
+        .blocking_import(
+            &StoreExport::from_json(&sample()).unwrap(),
+            OnConflict::Refuse,
+        )
         .unwrap();
     assert_eq!((plan.new_ownerships, plan.new_checkpoints), (2, 3));
-    assert_eq!(s.export().unwrap().to_json().unwrap(), sample());
+    assert_eq!(s.blocking_export().unwrap().to_json().unwrap(), sample());
     // The placeholder is kept but is no position for the modern API.
     assert!(s
         .blocking_list_checkpoints("b.example", "hub", "legacy")
@@ -106,12 +111,12 @@ fn a_live_store_round_trips_exactly() {
         .unwrap();
     a.blocking_update_checkpoint(&checkpoint("0", Some("abc"), Some(i64::MAX)))
         .unwrap();
-    let export = a.export().unwrap();
+    let export = a.blocking_export().unwrap();
     let b = store();
-    b.import(&export, false).unwrap();
-    assert_eq!(b.export().unwrap(), export);
+    b.blocking_import(&export, OnConflict::Refuse).unwrap();
+    assert_eq!(b.blocking_export().unwrap(), export);
     // Importing the same rows again changes nothing and is no conflict.
-    let again = b.import(&export, false).unwrap();
+    let again = b.blocking_import(&export, OnConflict::Refuse).unwrap();
     assert_eq!((again.same_ownerships, again.same_checkpoints), (2, 1));
     assert!(again.conflicts.is_empty());
 }
@@ -119,31 +124,34 @@ fn a_live_store_round_trips_exactly() {
 #[test]
 fn conflicts_are_refused_whole_unless_overwrite() {
     let s = store();
-    s.import(&StoreExport::from_json(&sample()).unwrap(), false)
-        .unwrap();
-    let before = s.export().unwrap();
+    s.blocking_import(
+        &StoreExport::from_json(&sample()).unwrap(),
+        OnConflict::Refuse,
+    )
+    .unwrap();
+    let before = s.blocking_export().unwrap();
     let mut changed = before.clone();
     changed.checkpoints[0].sequence_number = Some(1);
     changed.ownerships[0].owner_id = Some("proc-9".into());
     // A new row, placed where the export's order puts it.
-    let new_row = eventhubs_checkpointstore_sqlite::ExportedCheckpoint {
+    let new_row = eventhubs_checkpointstore_sqlite::migrate::export::ExportedCheckpoint {
         partition_id: "99".into(),
         ..changed.checkpoints[0].clone()
     };
     changed.checkpoints.insert(2, new_row);
-    let plan = s.plan_import(&changed).unwrap();
+    let plan = s.blocking_plan_import(&changed).unwrap();
     assert_eq!(plan.conflicts.len(), 2, "{:?}", plan.conflicts);
     assert_eq!(plan.new_checkpoints, 1);
-    match s.import(&changed, false) {
+    match s.blocking_import(&changed, OnConflict::Refuse) {
         Err(Error::Conflict { count, first }) => {
             assert_eq!(count, 2);
             assert!(first.contains("a.example/hub/$default/2"), "{first}");
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert_eq!(s.export().unwrap(), before, "nothing was written");
-    s.import(&changed, true).unwrap();
-    assert_eq!(s.export().unwrap(), changed);
+    assert_eq!(s.blocking_export().unwrap(), before, "nothing was written");
+    s.blocking_import(&changed, OnConflict::Overwrite).unwrap();
+    assert_eq!(s.blocking_export().unwrap(), changed);
 }
 
 #[test]
@@ -167,14 +175,17 @@ fn invalid_rows_are_refused_before_anything_is_written() {
     cases.push((e, "checkpoints", "appears twice"));
     for (export, field, says) in cases {
         let s = store();
-        match s.import(&export, true) {
+        match s.blocking_import(&export, OnConflict::Overwrite) {
             Err(Error::InvalidArgument { field: f, reason }) => {
                 assert_eq!(f, field);
                 assert!(reason.contains(says), "{reason}");
             }
             other => panic!("expected invalid, got {other:?}"),
         }
-        assert!(s.groups().unwrap().is_empty(), "nothing was written");
+        assert!(
+            s.blocking_groups().unwrap().is_empty(),
+            "nothing was written"
+        );
     }
 }
 

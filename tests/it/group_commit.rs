@@ -2,7 +2,7 @@
 //! once its write is committed, a failed fence fails alone, and a failed batch fails everyone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,8 +1,8 @@
-//! DESIGN §6: a file written by an older version opens, and is upgraded in place with its data
+//! CONTRACT §6: a file written by an older version opens, and is upgraded in place with its data
 //! intact.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -80,9 +80,9 @@ async fn a_version_1_file_is_upgraded_in_place_with_its_data_intact() {
     let store = SqliteCheckpointStore::open(&path).unwrap();
     assert_eq!(
         pragma(&path, "user_version"),
-        SqliteCheckpointStore::schema_version()
+        SqliteCheckpointStore::supported_schema_version()
     );
-    assert!(SqliteCheckpointStore::schema_version() >= 2);
+    assert!(SqliteCheckpointStore::supported_schema_version() >= 2);
     assert_eq!(pragma(&path, "application_id"), i64::from(APPLICATION_ID));
 
     // The modern API reads the old rows unchanged.

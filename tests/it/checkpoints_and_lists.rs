@@ -1,7 +1,7 @@
-//! DESIGN §3.2–3.4: names, checkpoints (plain and fenced) and lists.
+//! CONTRACT §3.2–3.4: names, checkpoints (plain and fenced) and lists.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use eventhubs_checkpointstore_sqlite::{Checkpoint, CheckpointStore, Error, SqliteCheckpointStore};
