@@ -33,6 +33,7 @@ mod eph_import;
 mod export_import;
 mod group_commit;
 mod hostile_input;
+mod hostile_paths;
 mod legacy;
 mod model_based;
 mod multiprocess_soak;
