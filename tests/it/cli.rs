@@ -566,7 +566,6 @@ fn a_conflicting_import_is_refused_whole_unless_overwrite() {
     assert_ne!(changed, exported);
     let file = dir.path().join("changed.json");
     std::fs::write(&file, &changed).unwrap();
-    let before = std::fs::read(&db).unwrap();
     let out = run(&db, &["import", file.to_str().unwrap()]);
     fails(&out, 4, "2 row(s) conflict");
     assert!(
@@ -580,7 +579,6 @@ fn a_conflicting_import_is_refused_whole_unless_overwrite() {
         exported,
         "nothing was written"
     );
-    drop(before);
     let out = run(&db, &["import", file.to_str().unwrap(), "--overwrite"]);
     ok(&out);
     assert_eq!(run(&db, &["export"]).stdout, changed);
@@ -683,9 +681,11 @@ fn import_eph_refuses_conflicts_and_bad_files() {
     let out = run_strings(&db, &apply);
     fails(&out, 4, "2 row(s) conflict");
     assert_eq!(run(&db, &["export"]).stdout, before);
+    // A dry run exits as the real run would: refused for its conflicts, nothing written.
     let dry = run(&db, &eph_scope(&fixtures("java")));
-    ok(&dry);
+    fails(&dry, 4, "2 row(s) conflict");
     assert!(dry.stdout.contains("CONFLICT"), "{}", dry.stdout);
+    assert_eq!(run(&db, &["export"]).stdout, before);
     apply.push("--overwrite".into());
     ok(&run_strings(&db, &apply));
     let list = run(&db, &with_scope(&["--json", "checkpoints", "list"])).json();

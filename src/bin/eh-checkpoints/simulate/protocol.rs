@@ -15,7 +15,7 @@
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Report {
+pub(super) enum Report {
     Ready,
     Claim {
         partition: String,
@@ -95,7 +95,7 @@ impl fmt::Display for Report {
 impl Report {
     /// Parses one line; `None` for anything malformed (such as the torn last line of a killed
     /// worker).
-    pub fn parse(line: &str) -> Option<Report> {
+    pub(super) fn parse(line: &str) -> Option<Report> {
         let mut it = line.split(' ');
         let kind = it.next()?;
         let mut next = || it.next().map(ToOwned::to_owned);

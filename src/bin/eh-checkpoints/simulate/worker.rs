@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,39 +18,23 @@ use eventhubs_checkpointstore_sqlite::{
 };
 use time::OffsetDateTime;
 
-use crate::balance::{Balancer, Rng, Strategy};
-use crate::protocol::Report;
-use crate::Durability;
+use super::balance::{Balancer, Rng};
+use super::protocol::Report;
+use super::{ProcessorArgs, SIM_GROUP, SIM_HUB, SIM_NAMESPACE};
+use crate::Outcome;
 
 /// How often owned partitions make progress and reports are flushed.
 const TICK: Duration = Duration::from_millis(20);
 
+/// The hidden `__worker` subcommand's arguments: its owner id, and what `simulate` passes on
+/// to every worker.
 #[derive(Debug, Clone, clap::Args)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
+    /// The owner id this processor claims with.
     #[arg(long)]
-    pub id: String,
-    #[arg(long)]
-    pub namespace: String,
-    #[arg(long)]
-    pub hub: String,
-    #[arg(long)]
-    pub group: String,
-    #[arg(long)]
-    pub partitions: usize,
-    #[arg(long)]
-    pub events: i64,
-    #[arg(long)]
-    pub rate: f64,
-    #[arg(long)]
-    pub checkpoint_every: i64,
-    #[arg(long)]
-    pub interval_ms: u64,
-    #[arg(long)]
-    pub expiry_ms: u64,
-    #[arg(long, value_enum)]
-    pub strategy: Strategy,
-    #[arg(long, value_enum)]
-    pub durability: Durability,
+    id: String,
+    #[command(flatten)]
+    processor: ProcessorArgs,
 }
 
 /// A partition this worker owns.
@@ -73,12 +57,23 @@ struct Worker {
     balancer: Balancer,
 }
 
-/// Runs a worker until told to stop. Errors are reported on stdout as `X` lines by the caller.
-pub fn run(db: PathBuf, args: WorkerArgs) -> Result<(), String> {
+/// Runs a worker until told to stop. An error is reported to the parent as an `X` line.
+pub(crate) fn main(db: &Path, args: WorkerArgs) -> Outcome {
+    match run(db, args) {
+        Ok(()) => Outcome::Ok,
+        Err(e) => {
+            // If even this line cannot be written, the parent is gone and sees the exit code.
+            let _ = writeln!(std::io::stdout(), "{}", Report::Error(e));
+            Outcome::Reported
+        }
+    }
+}
+
+fn run(db: &Path, args: WorkerArgs) -> Result<(), String> {
     let options = StoreOptions::new()
-        .with_durability(args.durability.into())
+        .with_durability(args.processor.durability.into())
         .with_pool_size(2);
-    let store = SqliteCheckpointStore::open_with(&db, options).map_err(|e| e.to_string())?;
+    let store = SqliteCheckpointStore::open_with(db, options).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -93,14 +88,16 @@ pub fn run(db: PathBuf, args: WorkerArgs) -> Result<(), String> {
         u64::from(std::process::id()) ^ (OffsetDateTime::now_utc().unix_timestamp_nanos() as u64);
     let mut worker = Worker {
         balancer: Balancer {
-            partitions: (0..args.partitions).map(|p| p.to_string()).collect(),
+            partitions: (0..args.processor.partitions)
+                .map(|p| p.to_string())
+                .collect(),
             me: args.id.clone(),
-            expiry: Duration::from_millis(args.expiry_ms),
-            strategy: args.strategy,
+            expiry: Duration::from_millis(args.processor.expiry_ms),
+            strategy: args.processor.strategy,
             template: Ownership {
-                fully_qualified_namespace: args.namespace.clone(),
-                event_hub_name: args.hub.clone(),
-                consumer_group: args.group.clone(),
+                fully_qualified_namespace: SIM_NAMESPACE.to_owned(),
+                event_hub_name: SIM_HUB.to_owned(),
+                consumer_group: SIM_GROUP.to_owned(),
                 ..Ownership::default()
             },
             rng: Rng::new(seed),
@@ -111,7 +108,7 @@ pub fn run(db: PathBuf, args: WorkerArgs) -> Result<(), String> {
         out: vec![Report::Ready],
     };
     worker.flush()?;
-    let interval = Duration::from_millis(worker.args.interval_ms);
+    let interval = Duration::from_millis(worker.args.processor.interval_ms);
     let mut next_cycle = Instant::now();
     let mut last_tick = Instant::now();
     while !stop.load(Ordering::SeqCst) {
@@ -175,10 +172,9 @@ impl Worker {
     /// One load-balancing cycle: list, renew own, claim or steal, and start or stop
     /// processing accordingly.
     fn balance(&mut self) -> Result<(), String> {
-        let a = self.args.clone();
         let listing = match self
             .store
-            .blocking_list_ownerships(&a.namespace, &a.hub, &a.group)
+            .blocking_list_ownerships(SIM_NAMESPACE, SIM_HUB, SIM_GROUP)
         {
             Ok(l) => l,
             Err(e) if retryable(&e) => return Ok(()),
@@ -217,7 +213,7 @@ impl Worker {
         let checkpoints = loop {
             match self
                 .store
-                .blocking_list_checkpoints(&a.namespace, &a.hub, &a.group)
+                .blocking_list_checkpoints(SIM_NAMESPACE, SIM_HUB, SIM_GROUP)
             {
                 Ok(c) => break c,
                 Err(e) if retryable(&e) => continue,
@@ -247,9 +243,9 @@ impl Worker {
     /// fenced checkpoint where a multiple of K (or the last event) was passed.
     fn process(&mut self, elapsed: Duration) -> Result<(), String> {
         let (rate, end, every) = (
-            self.args.rate,
-            self.args.events,
-            self.args.checkpoint_every.max(1),
+            self.args.processor.rate,
+            self.args.processor.events,
+            self.args.processor.checkpoint_every.max(1),
         );
         let mut refused = Vec::new();
         for (p, o) in self.owned.iter_mut() {

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 /// How many partitions a cycle may add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Strategy {
+pub(crate) enum Strategy {
     /// One partition per cycle, the official processors' default.
     Balanced,
     /// As many as needed to reach the fair share in one cycle.
@@ -22,15 +22,15 @@ pub enum Strategy {
 
 /// A small xorshift generator: the choice among candidates only needs to differ between
 /// processors so that they do not all race for the same partition.
-pub struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64) -> Self {
         Rng(seed | 1)
     }
 
     /// A number in `0..n` (`n` > 0).
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -39,7 +39,7 @@ impl Rng {
 }
 
 /// Whether a listed ownership is held by a live owner at `now`.
-pub fn is_active(o: &Ownership, now: OffsetDateTime, expiry: Duration) -> bool {
+pub(super) fn is_active(o: &Ownership, now: OffsetDateTime, expiry: Duration) -> bool {
     match (&o.owner_id, o.last_modified_time) {
         (Some(_), Some(t)) => now - t < expiry,
         _ => false,
@@ -47,32 +47,32 @@ pub fn is_active(o: &Ownership, now: OffsetDateTime, expiry: Duration) -> bool {
 }
 
 /// The fair share of `partitions` among `owners`: (at least, at most).
-pub fn fair_share(partitions: usize, owners: usize) -> (usize, usize) {
+pub(super) fn fair_share(partitions: usize, owners: usize) -> (usize, usize) {
     let owners = owners.max(1);
     let min = partitions / owners;
     (min, min + usize::from(!partitions.is_multiple_of(owners)))
 }
 
 /// What a processor needs to decide its claims: who it is and what it balances.
-pub struct Balancer {
+pub(super) struct Balancer {
     /// Every partition of the hub.
-    pub partitions: Vec<String>,
+    pub(super) partitions: Vec<String>,
     /// This processor's owner id.
-    pub me: String,
+    pub(super) me: String,
     /// How long an ownership lasts without renewal.
-    pub expiry: Duration,
+    pub(super) expiry: Duration,
     /// How many to claim per cycle.
-    pub strategy: Strategy,
+    pub(super) strategy: Strategy,
     /// Supplies the namespace, hub and group of new claims.
-    pub template: Ownership,
+    pub(super) template: Ownership,
     /// Picks among candidates.
-    pub rng: Rng,
+    pub(super) rng: Rng,
 }
 
 impl Balancer {
     /// The claims for one cycle: renewals of this processor's partitions (with the listed
     /// etags) followed by new claims.
-    pub fn plan(&mut self, listing: &[Ownership], now: OffsetDateTime) -> Vec<Ownership> {
+    pub(super) fn plan(&mut self, listing: &[Ownership], now: OffsetDateTime) -> Vec<Ownership> {
         plan(
             listing,
             &self.partitions,
