@@ -160,6 +160,14 @@ impl Error {
         }
     }
 
+    /// An [`Error::InvalidArgument`] with its field set to `field`; any other error as is.
+    pub(crate) fn with_field(self, field: &'static str) -> Self {
+        match self {
+            Error::InvalidArgument { reason, .. } => Error::InvalidArgument { field, reason },
+            other => other,
+        }
+    }
+
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Error::Internal {
             message: message.into(),

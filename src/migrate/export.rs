@@ -48,6 +48,7 @@
 //! - `format_version` changes only when a reader of version 1 could misread a file; an import
 //!   refuses a version it does not know. `schema_version` is informational.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -154,6 +155,43 @@ impl StoreExport {
     pub fn from_json(json: &str) -> Result<Self> {
         let export: StoreExport = serde_json::from_str(json)
             .map_err(|e| Error::invalid("export", format!("not a store export: {e}")))?;
+        export.checked()
+    }
+
+    /// [`from_json`](Self::from_json) from a reader, parsed as it is read: a large export is
+    /// never held in memory as text beside its rows. Pass a buffered reader (a
+    /// [`BufReader`](std::io::BufReader) around a file); serde reads it byte by byte.
+    ///
+    /// ```
+    /// use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
+    /// use eventhubs_checkpointstore_sqlite::SqliteCheckpointStore;
+    ///
+    /// let json = SqliteCheckpointStore::open_in_memory()?.blocking_export()?.to_json()?;
+    /// let export = StoreExport::from_reader(std::io::BufReader::new(json.as_bytes()))?;
+    /// assert!(export.checkpoints.is_empty());
+    /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`from_json`](Self::from_json); an I/O error of the reader is
+    /// [`Error::Io`].
+    pub fn from_reader(reader: impl std::io::Read) -> Result<Self> {
+        let export: StoreExport = serde_json::from_reader(reader).map_err(|e| {
+            if e.is_io() {
+                Error::Io {
+                    path: None,
+                    source: std::sync::Arc::new(std::io::Error::from(e)),
+                }
+            } else {
+                Error::invalid("export", format!("not a store export: {e}"))
+            }
+        })?;
+        export.checked()
+    }
+
+    /// Refuses an export of another format or version.
+    fn checked(self) -> Result<Self> {
+        let export = self;
         if export.format != EXPORT_FORMAT {
             return Err(Error::invalid(
                 "export",
@@ -314,9 +352,30 @@ fn entry_error(table: &'static str, index: usize, err: Error) -> Error {
 
 /// Validates every row and folds the names, before anything is read or written.
 fn validate(export: &StoreExport) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRow>)> {
-    let mut ownerships = Vec::with_capacity(export.ownerships.len());
+    validate_rows(
+        export.ownerships.iter(),
+        export.checkpoints.iter(),
+        &RefCell::new(Progress(None)),
+    )
+}
+
+/// [`validate`] over the rows of an export, borrowed or owned: an owned entry is dropped as
+/// soon as its row is made, so a large import never holds both in full.
+fn validate_rows<O, C>(
+    ownership_entries: impl ExactSizeIterator<Item = O>,
+    checkpoint_entries: impl ExactSizeIterator<Item = C>,
+    progress: &RefCell<Progress<'_>>,
+) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRow>)>
+where
+    O: std::borrow::Borrow<ExportedOwnership>,
+    C: std::borrow::Borrow<ExportedCheckpoint>,
+{
+    let total = ownership_entries.len() + checkpoint_entries.len();
+    let mut ownerships = Vec::with_capacity(ownership_entries.len());
     let mut seen = HashSet::new();
-    for (i, o) in export.ownerships.iter().enumerate() {
+    for (i, o) in ownership_entries.enumerate() {
+        progress.borrow_mut().at("validating", i + 1, total);
+        let o = o.borrow();
         let row = (|| {
             let key = PartitionKey::new(
                 &o.namespace,
@@ -355,9 +414,14 @@ fn validate(export: &StoreExport) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRo
         }
         ownerships.push(row);
     }
-    let mut checkpoints = Vec::with_capacity(export.checkpoints.len());
+    let mut checkpoints = Vec::with_capacity(checkpoint_entries.len());
     let mut seen = HashSet::new();
-    for (i, c) in export.checkpoints.iter().enumerate() {
+    let before = ownerships.len();
+    for (i, c) in checkpoint_entries.enumerate() {
+        progress
+            .borrow_mut()
+            .at("validating", before + i + 1, total);
+        let c = c.borrow();
         let row = (|| {
             let key = PartitionKey::new(
                 &c.namespace,
@@ -474,6 +538,17 @@ fn plan<'a>(
     ownerships: &'a [OwnershipRow],
     checkpoints: &'a [CheckpointRow],
 ) -> Result<Planned<'a>> {
+    plan_with(tx, ownerships, checkpoints, &mut Progress(None))
+}
+
+fn plan_with<'a>(
+    tx: &Transaction<'_>,
+    ownerships: &'a [OwnershipRow],
+    checkpoints: &'a [CheckpointRow],
+    progress: &mut Progress<'_>,
+) -> Result<Planned<'a>> {
+    let total = ownerships.len() + checkpoints.len();
+    let mut done = 0;
     let mut planned = Planned {
         plan: ImportPlan::default(),
         ownerships: Vec::new(),
@@ -481,6 +556,8 @@ fn plan<'a>(
     };
     let plan = &mut planned.plan;
     for row in ownerships {
+        done += 1;
+        progress.at("comparing", done, total);
         match compare_ownership(tx, row)? {
             Found::New => {
                 plan.new_ownerships += 1;
@@ -494,6 +571,8 @@ fn plan<'a>(
         }
     }
     for row in checkpoints {
+        done += 1;
+        progress.at("comparing", done, total);
         match compare_checkpoint(tx, row)? {
             Found::New => {
                 plan.new_checkpoints += 1;
@@ -509,8 +588,46 @@ fn plan<'a>(
     Ok(planned)
 }
 
+/// How far an import is, for [`SqliteCheckpointStore::blocking_import_with_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportProgress {
+    /// What is being done: `"validating"`, `"comparing"` or `"writing"`.
+    pub phase: &'static str,
+    /// Rows done in this phase.
+    pub done: usize,
+    /// Rows this phase has in all.
+    pub total: usize,
+}
+
+/// How many rows pass between two calls of the progress callback.
+const PROGRESS_EVERY: usize = 4096;
+
+/// The progress callback, called every [`PROGRESS_EVERY`] rows and at the end of a phase.
+struct Progress<'p>(Option<&'p mut dyn FnMut(ImportProgress)>);
+
+impl Progress<'_> {
+    fn at(&mut self, phase: &'static str, done: usize, total: usize) {
+        if let Some(f) = self.0.as_mut() {
+            if done % PROGRESS_EVERY == 0 || done == total {
+                f(ImportProgress { phase, done, total });
+            }
+        }
+    }
+}
+
 /// Writes what [`plan`] found to write.
 fn apply(tx: &Transaction<'_>, planned: &Planned<'_>) -> Result<()> {
+    apply_with(tx, planned, &mut Progress(None))
+}
+
+fn apply_with(
+    tx: &Transaction<'_>,
+    planned: &Planned<'_>,
+    progress: &mut Progress<'_>,
+) -> Result<()> {
+    let total = planned.ownerships.len() + planned.checkpoints.len();
+    let mut done = 0;
     let mut put = tx.prepare_cached(PUT_OWNERSHIP)?;
     for row in &planned.ownerships {
         let k = &row.key;
@@ -525,10 +642,15 @@ fn apply(tx: &Transaction<'_>, planned: &Planned<'_>) -> Result<()> {
             row.epoch,
             row.context
         ])?;
+        done += 1;
+        progress.at("writing", done, total);
     }
     for row in &planned.checkpoints {
         ops::write_checkpoint(tx, &row.key, row.offset.as_deref(), row.sequence_number)?;
+        done += 1;
+        progress.at("writing", done, total);
     }
+    progress.at("writing", total, total);
     Ok(())
 }
 
@@ -546,6 +668,29 @@ fn import(
         on_conflict,
         |tx| plan(tx, &ownerships, &checkpoints),
         apply,
+    )?;
+    Ok(planned.plan)
+}
+
+/// [`import`] of an owned export, reporting progress.
+fn import_owned(
+    conn: &mut Connection,
+    export: StoreExport,
+    on_conflict: OnConflict,
+    progress: &mut dyn FnMut(ImportProgress),
+) -> Result<ImportPlan> {
+    let progress = RefCell::new(Progress(Some(progress)));
+    let (ownerships, checkpoints) = validate_rows(
+        export.ownerships.into_iter(),
+        export.checkpoints.into_iter(),
+        &progress,
+    )?;
+    let planned = migrate::run(
+        conn,
+        Run::Apply,
+        on_conflict,
+        |tx| plan_with(tx, &ownerships, &checkpoints, &mut progress.borrow_mut()),
+        |tx, planned| apply_with(tx, planned, &mut progress.borrow_mut()),
     )?;
     Ok(planned.plan)
 }
@@ -607,5 +752,46 @@ impl SqliteCheckpointStore {
         on_conflict: OnConflict,
     ) -> Result<ImportPlan> {
         self.with_conn(|_, c| import(c, export, Run::Apply, on_conflict))
+    }
+
+    /// [`blocking_import`](Self::blocking_import) of an export it takes over, calling
+    /// `progress` as it goes (every few thousand rows, and at the end of each phase: validating,
+    /// comparing, writing), for a progress bar. Each entry of the export is dropped as soon
+    /// as it is validated, so that a large import does not hold the export and its rows in
+    /// full at once; with [`StoreExport::from_reader`], the file's text is never held either.
+    ///
+    /// ```
+    /// use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
+    /// use eventhubs_checkpointstore_sqlite::{Checkpoint, SqliteCheckpointStore};
+    ///
+    /// let store = SqliteCheckpointStore::open_in_memory()?;
+    /// store.blocking_update_checkpoint(&Checkpoint {
+    ///     fully_qualified_namespace: "ns".into(),
+    ///     event_hub_name: "hub".into(),
+    ///     consumer_group: "$Default".into(),
+    ///     partition_id: "0".into(),
+    ///     sequence_number: Some(1),
+    ///     ..Checkpoint::default()
+    /// })?;
+    /// let export = store.blocking_export()?;
+    /// let mut phases = Vec::new();
+    /// SqliteCheckpointStore::open_in_memory()?.blocking_import_with_progress(
+    ///     export,
+    ///     OnConflict::Refuse,
+    ///     &mut |p| phases.push((p.phase, p.done, p.total)),
+    /// )?;
+    /// assert_eq!(phases.last(), Some(&("writing", 1, 1)));
+    /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`blocking_import`](Self::blocking_import).
+    pub fn blocking_import_with_progress(
+        &self,
+        export: StoreExport,
+        on_conflict: OnConflict,
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<ImportPlan> {
+        self.with_conn(|_, c| import_owned(c, export, on_conflict, progress))
     }
 }

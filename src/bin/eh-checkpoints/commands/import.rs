@@ -3,7 +3,6 @@
 //! written) unless `--overwrite`; `--dry-run` only reports, with the exit code the real run
 //! would have.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -25,7 +24,7 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
-    let export = StoreExport::from_json(&read_input(&args.file)?)?;
+    let export = read_export(&args.file)?;
     // Against a missing database, plan in memory first so that bad input creates no file.
     let plan = open::for_planning(&g.db)?.blocking_plan_import(&export)?;
     let conflicts = !plan.conflicts.is_empty() && !args.overwrite;
@@ -59,7 +58,19 @@ pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
         }
         return Ok(Outcome::Ok);
     }
-    let done = open::or_create(&g.db)?.blocking_import(&export, on_conflict(args.overwrite))?;
+    let store = open::or_create(&g.db)?;
+    let bar = progress_bar(g.json);
+    let done =
+        store.blocking_import_with_progress(export, on_conflict(args.overwrite), &mut |p| {
+            if let Some(bar) = &bar {
+                bar.set_length(p.total as u64);
+                bar.set_position(p.done as u64);
+                bar.set_message(p.phase);
+            }
+        })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     if g.json {
         output::print_json(&done)?;
     } else {
@@ -88,15 +99,29 @@ pub(crate) fn on_conflict(overwrite: bool) -> OnConflict {
     }
 }
 
-fn read_input(file: &Path) -> Result<String, CliError> {
-    let mut text = String::new();
+/// Parses the export as it is read (never the whole text in memory beside its rows).
+fn read_export(file: &Path) -> Result<StoreExport, CliError> {
     if file == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::runtime(format!("cannot read stdin: {e}")))?;
-    } else {
-        text = std::fs::read_to_string(file)
-            .map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", file.display())))?;
+        return Ok(StoreExport::from_reader(std::io::BufReader::new(
+            std::io::stdin().lock(),
+        ))?);
     }
-    Ok(text)
+    let input = std::fs::File::open(file)
+        .map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", file.display())))?;
+    Ok(StoreExport::from_reader(std::io::BufReader::new(input))?)
+}
+
+/// A progress bar on stderr when it is a terminal (and the output is not JSON).
+fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} rows")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    Some(bar)
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use eventhubs_checkpointstore_sqlite::migrate::eph::{
-    read_eph_leases, EphAction, EphImportItem, EphLeaseFile,
+    scan_eph_leases, EphAction, EphImportItem, EphLeaseFile,
 };
 use serde::Serialize;
 
@@ -31,7 +31,15 @@ pub(crate) struct ImportEphArgs {
 
 pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError> {
     let (ns, hub, group) = args.scope.required()?;
-    let files = read_eph_leases(&args.path)?;
+    let scan = scan_eph_leases(&args.path)?;
+    // What was not read, and what was accepted with a remark, on stderr.
+    for skipped in &scan.skipped {
+        eprintln!("skipped `{}` ({})", skipped.path.display(), skipped.reason);
+    }
+    for note in &scan.notes {
+        eprintln!("note: {note}");
+    }
+    let files = scan.leases;
     let leases: Vec<_> = files.iter().map(|f| f.lease.clone()).collect();
     let items = if args.apply {
         if !g.db.exists() {
