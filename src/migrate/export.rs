@@ -189,6 +189,48 @@ impl StoreExport {
         export.checked()
     }
 
+    /// Reads an export as it is parsed straight into the rows an import writes: every entry
+    /// is validated (as [`SqliteCheckpointStore::blocking_import`] does) the moment it is
+    /// read, so neither the text nor the entries are ever held, only the rows. This is how a
+    /// large export is imported: pass the result to
+    /// [`SqliteCheckpointStore::blocking_import_validated`]. Pass a buffered reader.
+    ///
+    /// # Errors
+    /// As [`from_json`](Self::from_json), and the validation errors of
+    /// [`SqliteCheckpointStore::blocking_import`] (`ownerships` or `checkpoints`, naming the
+    /// entry).
+    pub fn read_validated(reader: impl std::io::Read) -> Result<ValidatedExport> {
+        STREAM_ERROR.with(|s| s.borrow_mut().take());
+        let streamed: Streamed = match serde_json::from_reader(reader) {
+            Ok(streamed) => streamed,
+            Err(e) => {
+                if let Some(err) = STREAM_ERROR.with(|s| s.borrow_mut().take()) {
+                    return Err(err);
+                }
+                return Err(if e.is_io() {
+                    Error::Io {
+                        path: None,
+                        source: std::sync::Arc::new(std::io::Error::from(e)),
+                    }
+                } else {
+                    Error::invalid("export", format!("not a store export: {e}"))
+                });
+            }
+        };
+        StoreExport {
+            format: streamed.format,
+            format_version: streamed.format_version,
+            schema_version: 0,
+            ownerships: Vec::new(),
+            checkpoints: Vec::new(),
+        }
+        .checked()?;
+        Ok(ValidatedExport {
+            ownerships: streamed.rows.ownerships,
+            checkpoints: streamed.rows.checkpoints,
+        })
+    }
+
     /// Refuses an export of another format or version.
     fn checked(self) -> Result<Self> {
         let export = self;
@@ -352,30 +394,28 @@ fn entry_error(table: &'static str, index: usize, err: Error) -> Error {
 
 /// Validates every row and folds the names, before anything is read or written.
 fn validate(export: &StoreExport) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRow>)> {
-    validate_rows(
-        export.ownerships.iter(),
-        export.checkpoints.iter(),
-        &RefCell::new(Progress(None)),
-    )
+    let mut rows = Rows::default();
+    for (i, o) in export.ownerships.iter().enumerate() {
+        rows.ownership(i, o)?;
+    }
+    for (i, c) in export.checkpoints.iter().enumerate() {
+        rows.checkpoint(i, c)?;
+    }
+    Ok((rows.ownerships, rows.checkpoints))
 }
 
-/// [`validate`] over the rows of an export, borrowed or owned: an owned entry is dropped as
-/// soon as its row is made, so a large import never holds both in full.
-fn validate_rows<O, C>(
-    ownership_entries: impl ExactSizeIterator<Item = O>,
-    checkpoint_entries: impl ExactSizeIterator<Item = C>,
-    progress: &RefCell<Progress<'_>>,
-) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRow>)>
-where
-    O: std::borrow::Borrow<ExportedOwnership>,
-    C: std::borrow::Borrow<ExportedCheckpoint>,
-{
-    let total = ownership_entries.len() + checkpoint_entries.len();
-    let mut ownerships = Vec::with_capacity(ownership_entries.len());
-    let mut seen = HashSet::new();
-    for (i, o) in ownership_entries.enumerate() {
-        progress.borrow_mut().at("validating", i + 1, total);
-        let o = o.borrow();
+/// Rows validated so far, and the keys seen (to refuse a partition twice).
+#[derive(Default)]
+struct Rows {
+    ownerships: Vec<OwnershipRow>,
+    checkpoints: Vec<CheckpointRow>,
+    seen_ownerships: HashSet<PartitionKey>,
+    seen_checkpoints: HashSet<PartitionKey>,
+}
+
+impl Rows {
+    /// Validates entry `i` of the ownerships and adds its row.
+    fn ownership(&mut self, i: usize, o: &ExportedOwnership) -> Result<()> {
         let row = (|| {
             let key = PartitionKey::new(
                 &o.namespace,
@@ -403,7 +443,7 @@ where
             })
         })()
         .map_err(|e| entry_error("ownerships", i, e))?;
-        if !seen.insert(row.key.clone()) {
+        if !self.seen_ownerships.insert(row.key.clone()) {
             return Err(Error::invalid(
                 "ownerships",
                 format!(
@@ -412,16 +452,12 @@ where
                 ),
             ));
         }
-        ownerships.push(row);
+        self.ownerships.push(row);
+        Ok(())
     }
-    let mut checkpoints = Vec::with_capacity(checkpoint_entries.len());
-    let mut seen = HashSet::new();
-    let before = ownerships.len();
-    for (i, c) in checkpoint_entries.enumerate() {
-        progress
-            .borrow_mut()
-            .at("validating", before + i + 1, total);
-        let c = c.borrow();
+
+    /// Validates entry `i` of the checkpoints and adds its row.
+    fn checkpoint(&mut self, i: usize, c: &ExportedCheckpoint) -> Result<()> {
         let row = (|| {
             let key = PartitionKey::new(
                 &c.namespace,
@@ -439,7 +475,7 @@ where
             })
         })()
         .map_err(|e| entry_error("checkpoints", i, e))?;
-        if !seen.insert(row.key.clone()) {
+        if !self.seen_checkpoints.insert(row.key.clone()) {
             return Err(Error::invalid(
                 "checkpoints",
                 format!(
@@ -448,9 +484,154 @@ where
                 ),
             ));
         }
-        checkpoints.push(row);
+        self.checkpoints.push(row);
+        Ok(())
     }
-    Ok((ownerships, checkpoints))
+}
+
+/// An export read and validated into the rows an import writes, and nothing more: see
+/// [`StoreExport::read_validated`]. Import it with
+/// [`SqliteCheckpointStore::blocking_import_validated`].
+pub struct ValidatedExport {
+    ownerships: Vec<OwnershipRow>,
+    checkpoints: Vec<CheckpointRow>,
+}
+
+impl std::fmt::Debug for ValidatedExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidatedExport")
+            .field("ownerships", &self.ownerships.len())
+            .field("checkpoints", &self.checkpoints.len())
+            .finish()
+    }
+}
+
+impl ValidatedExport {
+    /// Ownership rows.
+    pub fn ownerships(&self) -> usize {
+        self.ownerships.len()
+    }
+
+    /// Checkpoint rows.
+    pub fn checkpoints(&self) -> usize {
+        self.checkpoints.len()
+    }
+}
+
+thread_local! {
+    /// The validation error that stopped a streaming read, kept with its own variant (serde
+    /// carries only a message).
+    static STREAM_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
+}
+
+/// The rows of an export as it is parsed: each entry is validated into its row the moment it
+/// is read, so the entries are never held.
+struct Streamed {
+    format: String,
+    format_version: u32,
+    rows: Rows,
+}
+
+impl<'de> Deserialize<'de> for Streamed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{Error as _, MapAccess, Visitor};
+        struct Top;
+        impl<'de> Visitor<'de> for Top {
+            type Value = Streamed;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a store export object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Streamed, A::Error> {
+                let (mut format, mut version, mut rows) = (None, None, Rows::default());
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "format" => format = Some(map.next_value::<String>()?),
+                        "format_version" => version = Some(map.next_value::<u32>()?),
+                        "schema_version" => {
+                            map.next_value::<i64>()?;
+                        }
+                        "ownerships" => {
+                            rows = map.next_value_seed(Entries {
+                                rows,
+                                ownerships: true,
+                            })?;
+                        }
+                        "checkpoints" => {
+                            rows = map.next_value_seed(Entries {
+                                rows,
+                                ownerships: false,
+                            })?;
+                        }
+                        other => return Err(A::Error::unknown_field(other, FIELDS)),
+                    }
+                }
+                Ok(Streamed {
+                    format: format.ok_or_else(|| A::Error::missing_field("format"))?,
+                    format_version: version
+                        .ok_or_else(|| A::Error::missing_field("format_version"))?,
+                    rows,
+                })
+            }
+        }
+        const FIELDS: &[&str] = &[
+            "format",
+            "format_version",
+            "schema_version",
+            "ownerships",
+            "checkpoints",
+        ];
+        d.deserialize_map(Top)
+    }
+}
+
+/// One of the two arrays, validated entry by entry into `rows`.
+struct Entries {
+    rows: Rows,
+    ownerships: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Entries {
+    type Value = Rows;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Rows, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Entries {
+    type Value = Rows;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of rows")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        mut self,
+        mut seq: A,
+    ) -> std::result::Result<Rows, A::Error> {
+        use serde::de::Error as _;
+        let mut i = 0;
+        loop {
+            let added = if self.ownerships {
+                match seq.next_element::<ExportedOwnership>()? {
+                    Some(o) => self.rows.ownership(i, &o),
+                    None => break,
+                }
+            } else {
+                match seq.next_element::<ExportedCheckpoint>()? {
+                    Some(c) => self.rows.checkpoint(i, &c),
+                    None => break,
+                }
+            };
+            if let Err(e) = added {
+                let text = e.to_string();
+                STREAM_ERROR.with(|s| *s.borrow_mut() = Some(e));
+                return Err(A::Error::custom(text));
+            }
+            i += 1;
+        }
+        Ok(self.rows)
+    }
 }
 
 const GET_OWNERSHIP: &str = "\
@@ -588,11 +769,11 @@ fn plan_with<'a>(
     Ok(planned)
 }
 
-/// How far an import is, for [`SqliteCheckpointStore::blocking_import_with_progress`].
+/// How far an import is, for [`SqliteCheckpointStore::blocking_import_validated`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImportProgress {
-    /// What is being done: `"validating"`, `"comparing"` or `"writing"`.
+    /// What is being done: `"comparing"` or `"writing"`.
     pub phase: &'static str,
     /// Rows done in this phase.
     pub done: usize,
@@ -672,24 +853,27 @@ fn import(
     Ok(planned.plan)
 }
 
-/// [`import`] of an owned export, reporting progress.
-fn import_owned(
+/// [`import`] of validated rows, reporting progress.
+fn import_validated(
     conn: &mut Connection,
-    export: StoreExport,
+    rows: &ValidatedExport,
+    run: Run,
     on_conflict: OnConflict,
     progress: &mut dyn FnMut(ImportProgress),
 ) -> Result<ImportPlan> {
     let progress = RefCell::new(Progress(Some(progress)));
-    let (ownerships, checkpoints) = validate_rows(
-        export.ownerships.into_iter(),
-        export.checkpoints.into_iter(),
-        &progress,
-    )?;
     let planned = migrate::run(
         conn,
-        Run::Apply,
+        run,
         on_conflict,
-        |tx| plan_with(tx, &ownerships, &checkpoints, &mut progress.borrow_mut()),
+        |tx| {
+            plan_with(
+                tx,
+                &rows.ownerships,
+                &rows.checkpoints,
+                &mut progress.borrow_mut(),
+            )
+        },
         |tx, planned| apply_with(tx, planned, &mut progress.borrow_mut()),
     )?;
     Ok(planned.plan)
@@ -754,13 +938,23 @@ impl SqliteCheckpointStore {
         self.with_conn(|_, c| import(c, export, Run::Apply, on_conflict))
     }
 
-    /// [`blocking_import`](Self::blocking_import) of an export it takes over, calling
-    /// `progress` as it goes (every few thousand rows, and at the end of each phase: validating,
-    /// comparing, writing), for a progress bar. Each entry of the export is dropped as soon
-    /// as it is validated, so that a large import does not hold the export and its rows in
-    /// full at once; with [`StoreExport::from_reader`], the file's text is never held either.
+    /// [`blocking_plan_import`](Self::blocking_plan_import) of an export read with
+    /// [`StoreExport::read_validated`].
+    ///
+    /// # Errors
+    /// As [`blocking_plan_import`](Self::blocking_plan_import).
+    pub fn blocking_plan_import_validated(&self, rows: &ValidatedExport) -> Result<ImportPlan> {
+        self.with_conn(|_, c| {
+            import_validated(c, rows, Run::Plan, OnConflict::Overwrite, &mut |_| {})
+        })
+    }
+
+    /// [`blocking_import`](Self::blocking_import) of an export read with
+    /// [`StoreExport::read_validated`], calling `progress` as it goes (every few thousand
+    /// rows, and at the end of each phase: comparing, writing), for a progress bar.
     ///
     /// ```
+    /// use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
     /// use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
     /// use eventhubs_checkpointstore_sqlite::{Checkpoint, SqliteCheckpointStore};
     ///
@@ -773,10 +967,11 @@ impl SqliteCheckpointStore {
     ///     sequence_number: Some(1),
     ///     ..Checkpoint::default()
     /// })?;
-    /// let export = store.blocking_export()?;
+    /// let json = store.blocking_export()?.to_json()?;
+    /// let rows = StoreExport::read_validated(json.as_bytes())?;
     /// let mut phases = Vec::new();
-    /// SqliteCheckpointStore::open_in_memory()?.blocking_import_with_progress(
-    ///     export,
+    /// SqliteCheckpointStore::open_in_memory()?.blocking_import_validated(
+    ///     &rows,
     ///     OnConflict::Refuse,
     ///     &mut |p| phases.push((p.phase, p.done, p.total)),
     /// )?;
@@ -786,12 +981,12 @@ impl SqliteCheckpointStore {
     ///
     /// # Errors
     /// As [`blocking_import`](Self::blocking_import).
-    pub fn blocking_import_with_progress(
+    pub fn blocking_import_validated(
         &self,
-        export: StoreExport,
+        rows: &ValidatedExport,
         on_conflict: OnConflict,
         progress: &mut dyn FnMut(ImportProgress),
     ) -> Result<ImportPlan> {
-        self.with_conn(|_, c| import_owned(c, export, on_conflict, progress))
+        self.with_conn(|_, c| import_validated(c, rows, Run::Apply, on_conflict, progress))
     }
 }

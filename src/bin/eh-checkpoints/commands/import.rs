@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use eventhubs_checkpointstore_sqlite::migrate::export::{ImportPlan, StoreExport};
+use eventhubs_checkpointstore_sqlite::migrate::export::{ImportPlan, StoreExport, ValidatedExport};
 use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
 
 use crate::{open, output, CliError, Global, Outcome};
@@ -24,9 +24,9 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
-    let export = read_export(&args.file)?;
+    let rows = read_export(&args.file)?;
     // Against a missing database, plan in memory first so that bad input creates no file.
-    let plan = open::for_planning(&g.db)?.blocking_plan_import(&export)?;
+    let plan = open::for_planning(&g.db)?.blocking_plan_import_validated(&rows)?;
     let conflicts = !plan.conflicts.is_empty() && !args.overwrite;
     if args.dry_run || conflicts {
         if g.json {
@@ -60,14 +60,13 @@ pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
     }
     let store = open::or_create(&g.db)?;
     let bar = progress_bar(g.json);
-    let done =
-        store.blocking_import_with_progress(export, on_conflict(args.overwrite), &mut |p| {
-            if let Some(bar) = &bar {
-                bar.set_length(p.total as u64);
-                bar.set_position(p.done as u64);
-                bar.set_message(p.phase);
-            }
-        })?;
+    let done = store.blocking_import_validated(&rows, on_conflict(args.overwrite), &mut |p| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            bar.set_message(p.phase);
+        }
+    })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -99,16 +98,16 @@ pub(crate) fn on_conflict(overwrite: bool) -> OnConflict {
     }
 }
 
-/// Parses the export as it is read (never the whole text in memory beside its rows).
-fn read_export(file: &Path) -> Result<StoreExport, CliError> {
+/// Parses the export as it is read, straight into validated rows (neither the text nor the
+/// entries are held).
+fn read_export(file: &Path) -> Result<ValidatedExport, CliError> {
     if file == Path::new("-") {
-        return Ok(StoreExport::from_reader(std::io::BufReader::new(
-            std::io::stdin().lock(),
-        ))?);
+        let stdin = std::io::BufReader::new(std::io::stdin().lock());
+        return Ok(StoreExport::read_validated(stdin)?);
     }
     let input = std::fs::File::open(file)
         .map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", file.display())))?;
-    Ok(StoreExport::from_reader(std::io::BufReader::new(input))?)
+    Ok(StoreExport::read_validated(std::io::BufReader::new(input))?)
 }
 
 /// A progress bar on stderr when it is a terminal (and the output is not JSON).
