@@ -790,7 +790,7 @@ struct Progress<'p>(Option<&'p mut dyn FnMut(ImportProgress)>);
 impl Progress<'_> {
     fn at(&mut self, phase: &'static str, done: usize, total: usize) {
         if let Some(f) = self.0.as_mut() {
-            if done % PROGRESS_EVERY == 0 || done == total {
+            if done.is_multiple_of(PROGRESS_EVERY) || done == total {
                 f(ImportProgress { phase, done, total });
             }
         }
