@@ -203,7 +203,10 @@ fn a_second_simulate_on_the_same_database_is_refused_while_one_runs() {
             started.elapsed().as_secs() < 20,
             "the first run never started"
         );
-        if db.exists() {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the first run ended early ({status})");
+        }
+        {
             let owned = SqliteCheckpointStore::open(&db)
                 .and_then(|s| {
                     s.blocking_list_ownerships(
