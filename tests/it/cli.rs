@@ -879,6 +879,25 @@ fn json_errors_are_json_on_stdout_with_the_exit_code() {
         &run(&db, &["--json", "checkpoints", "set", "--partition", "0"]),
         2,
     );
+    // A dry run says so in JSON too; a conflicting import is one JSON document, exit 4.
+    let file = dir.path().join("export.json");
+    std::fs::write(&file, run(&db, &["export"]).stdout).unwrap();
+    let copy = dir.path().join("copy.db");
+    let out = run(
+        &copy,
+        &["--json", "import", file.to_str().unwrap(), "--dry-run"],
+    );
+    ok(&out);
+    let json = out.json();
+    assert_eq!(
+        (json["dry_run"].clone(), json["written"].clone()),
+        (true.into(), false.into())
+    );
+    assert_eq!(json["new_ownerships"], 4);
+    assert!(!copy.exists());
+    let out = run(&copy, &["--json", "import", file.to_str().unwrap()]);
+    ok(&out);
+    assert_eq!(out.json()["written"], true);
     // One set of field names: the export's.
     let rows = run(&db, &with_scope(&["--json", "checkpoints", "list"])).json();
     assert_eq!(rows[0]["namespace"], NS);

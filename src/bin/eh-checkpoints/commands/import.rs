@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use eventhubs_checkpointstore_sqlite::migrate::export::{ImportPlan, StoreExport};
 use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
+use serde::Serialize;
 
 use time::OffsetDateTime;
 
@@ -37,7 +38,11 @@ pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
     let conflicts = !plan.conflicts.is_empty() && !args.overwrite;
     if args.dry_run || conflicts {
         if g.json {
-            output::print_json(&plan)?;
+            output::print_json(&ImportJson {
+                dry_run: args.dry_run,
+                written: false,
+                plan: &plan,
+            })?;
         } else {
             let mut text = format!(
                 "ownerships: {} new, {} unchanged; checkpoints: {} new, {} unchanged; {} conflict(s)\n",
@@ -67,7 +72,11 @@ pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
     }
     let done = open::or_create(g)?.blocking_import(&export, on_conflict(args.overwrite))?;
     if g.json {
-        output::print_json(&done)?;
+        output::print_json(&ImportJson {
+            dry_run: false,
+            written: true,
+            plan: &done,
+        })?;
     } else {
         output::print(&summary(&done))?;
     }
@@ -83,6 +92,16 @@ fn summary(done: &ImportPlan) -> String {
         done.same_checkpoints,
         done.conflicts.len()
     )
+}
+
+/// What an import did or would do, as JSON: the plan's counts and conflicts, whether this
+/// was a dry run, and whether anything was written.
+#[derive(Serialize)]
+struct ImportJson<'a> {
+    dry_run: bool,
+    written: bool,
+    #[serde(flatten)]
+    plan: &'a ImportPlan,
 }
 
 /// The library's conflict rule for the `--overwrite` flag.
