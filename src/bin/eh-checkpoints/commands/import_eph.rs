@@ -11,7 +11,7 @@ use eventhubs_checkpointstore_sqlite::migrate::eph::{
 use serde::Serialize;
 
 use super::import::on_conflict;
-use super::Scope;
+use super::{flag_error, Scope};
 use crate::output::{self, or_dash, CheckpointRow, Table};
 use crate::{open, CliError, Global, Outcome};
 
@@ -31,34 +31,21 @@ pub(crate) struct ImportEphArgs {
 
 pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError> {
     let (ns, hub, group) = args.scope.required()?;
-    let files = read_eph_leases(&args.path)?;
+    // The lease path is input named on the command line: unreadable, it is a bad argument.
+    let files = read_eph_leases(&args.path).map_err(CliError::input)?;
     let leases: Vec<_> = files.iter().map(|f| f.lease.clone()).collect();
+    let rule = on_conflict(args.overwrite);
+    // Plan first (in memory against a missing database, so that bad arguments create no
+    // file); a dry run stops there.
+    let planned = open::for_planning(g)?
+        .blocking_plan_import_eph(ns, hub, group, &leases, rule)
+        .map_err(flag_error)?;
     let items = if args.apply {
-        if !g.db.exists() {
-            // Validate in memory first, so that bad arguments create no file.
-            open::for_planning(&g.db)?.blocking_plan_import_eph(
-                ns,
-                hub,
-                group,
-                &leases,
-                on_conflict(args.overwrite),
-            )?;
-        }
-        open::or_create(&g.db)?.blocking_import_eph(
-            ns,
-            hub,
-            group,
-            &leases,
-            on_conflict(args.overwrite),
-        )?
+        open::or_create(g)?
+            .blocking_import_eph(ns, hub, group, &leases, rule)
+            .map_err(flag_error)?
     } else {
-        open::for_planning(&g.db)?.blocking_plan_import_eph(
-            ns,
-            hub,
-            group,
-            &leases,
-            on_conflict(args.overwrite),
-        )?
+        planned
     };
     let count = |f: fn(&EphAction) -> bool| items.iter().filter(|i| f(&i.action)).count();
     let writes = count(|a| matches!(a, EphAction::New | EphAction::Replace { .. }));
@@ -88,10 +75,10 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
     }
     // A dry run exits as the real run would: refused for its conflicts.
     if conflicts > 0 {
-        eprintln!(
+        output::warn(&format!(
             "error: {conflicts} row(s) conflict with the store; nothing was written \
              (use --overwrite to replace them)"
-        );
+        ));
         return Ok(Outcome::Conflict);
     }
     Ok(Outcome::Ok)

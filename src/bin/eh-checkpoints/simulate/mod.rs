@@ -22,10 +22,10 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use eventhubs_checkpointstore_sqlite::{self as store, SqliteCheckpointStore, StoreOptions};
+use eventhubs_checkpointstore_sqlite::{self as store, SqliteCheckpointStore};
 
 use crate::commands::simulate::SimulateArgs;
-use crate::{open, CliError};
+use crate::{open, CliError, Global};
 use balance::Strategy;
 use children::{Msg, Workers};
 use progress::Display;
@@ -132,12 +132,23 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// Runs the simulation and returns its report (whose `ok` says whether every check passed).
-pub(crate) fn run(db: &Path, args: &SimulateArgs) -> Result<SimReport, CliError> {
+pub(crate) fn run(g: &Global, args: &SimulateArgs) -> Result<SimReport, CliError> {
+    let db = g.db.as_path();
     args.processor.validate()?;
+    if args.kill_after.is_some() && args.processes < 2 {
+        return Err(CliError::usage(
+            "--kill-after needs --processes 2 or more: with one process, nobody takes over",
+        ));
+    }
     let exe = std::env::current_exe()
         .map_err(|e| CliError::runtime(format!("cannot find this program's path: {e}")))?;
-    let options = StoreOptions::new().with_durability(args.processor.durability.into());
+    let options = g
+        .options()
+        .with_durability(args.processor.durability.into());
     let store = open::or_create_with(db, options)?;
+    // Held until the run ends: a second `simulate` on this database must not reset the
+    // group under the first one's workers.
+    let _lock = lock(db)?;
     // The simulation's own group starts empty on every run.
     store.blocking_delete_group(SIM_NAMESPACE, SIM_HUB, SIM_GROUP)?;
 
@@ -155,6 +166,25 @@ pub(crate) fn run(db: &Path, args: &SimulateArgs) -> Result<SimReport, CliError>
     sim.display.total.finish_and_clear();
     let checks = verify::verify(&sim.state, &store)?;
     Ok(sim.report(checks, finished_at))
+}
+
+/// Takes an exclusive `flock` on the database file for the run, so that a second `simulate`
+/// on it is refused. SQLite locks with `fcntl` byte ranges, which `flock` does not touch on
+/// local file systems; the lock goes with the process, even on SIGKILL.
+fn lock(db: &Path) -> Result<std::fs::File, CliError> {
+    let file = std::fs::File::open(db)
+        .map_err(|e| CliError::runtime(format!("cannot open `{}`: {e}", db.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::runtime(format!(
+            "another `simulate` is running on `{}`; wait for it to end or use another --db",
+            db.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(CliError::runtime(format!(
+            "cannot lock `{}` for the simulation: {e}",
+            db.display()
+        ))),
+    }
 }
 
 /// A running simulation, seen from the parent.
@@ -229,8 +259,10 @@ impl<'a> Sim<'a> {
                 return Ok(());
             }
             if now - self.started > timeout {
-                return Err(CliError::check(format!(
-                    "the simulation did not finish within {} s",
+                // Slow is not wrong: a timeout is a runtime error, not a failed check.
+                return Err(CliError::runtime(format!(
+                    "the simulation did not finish within {} s (raise --timeout, or lower \
+                     --events or --partitions)",
                     self.args.timeout
                 )));
             }
