@@ -681,6 +681,15 @@ fn import_eph_refuses_conflicts_and_bad_files() {
     let out = run_strings(&db, &apply);
     fails(&out, 4, "2 row(s) conflict");
     assert_eq!(run(&db, &["export"]).stdout, before);
+    // With --json: the plan, each conflict named, as one document; exit 4.
+    let mut json_apply = vec!["--json".to_owned()];
+    json_apply.extend(apply.iter().cloned());
+    let out = run_strings(&db, &json_apply);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let rows = out.json();
+    assert_eq!(rows[0]["action"], "conflict", "{rows}");
+    assert_eq!(rows[0]["current"]["sequence_number"], 10, "{rows}");
+    assert_eq!(run(&db, &["export"]).stdout, before);
     // A dry run exits as the real run would: refused for its conflicts, nothing written.
     let dry = run(&db, &eph_scope(&fixtures("java")));
     fails(&dry, 4, "2 row(s) conflict");
