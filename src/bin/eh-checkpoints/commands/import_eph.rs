@@ -53,6 +53,8 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
     } else {
         planned
     };
+    // For the summary lines: the names as given, escaped for the terminal.
+    let (ns, hub, group) = (output::clean(ns), output::clean(hub), output::clean(group));
     let count = |f: fn(&EphAction) -> bool| items.iter().filter(|i| f(&i.action)).count();
     let writes = count(|a| matches!(a, EphAction::New | EphAction::Replace { .. }));
     let skipped = count(|a| matches!(a, EphAction::Skip { .. }));
