@@ -801,6 +801,21 @@ fn exit_3_is_only_for_the_database() {
     // The database itself: still 3.
     let out = run(&dir.path().join("gone.db"), &["check"]);
     fails(&out, 3, "no database at");
+    // ... and a database that cannot be created (its directory is missing): 3.
+    let out = run_in(
+        dir.path(),
+        &with_scope(&[
+            "--db",
+            dir.path().join("no-dir").join("x.db").to_str().unwrap(),
+            "checkpoints",
+            "set",
+            "--partition",
+            "0",
+            "--sequence-number",
+            "1",
+        ]),
+    );
+    fails(&out, 3, "no-dir");
     // --kill-after needs someone to take over.
     let fresh = dir.path().join("sim.db");
     let out = run(
