@@ -681,6 +681,15 @@ fn import_eph_refuses_conflicts_and_bad_files() {
     let out = run_strings(&db, &apply);
     fails(&out, 4, "2 row(s) conflict");
     assert_eq!(run(&db, &["export"]).stdout, before);
+    // With --json: the plan, each conflict named, as one document; exit 4.
+    let mut json_apply = vec!["--json".to_owned()];
+    json_apply.extend(apply.iter().cloned());
+    let out = run_strings(&db, &json_apply);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let rows = out.json();
+    assert_eq!(rows[0]["action"], "conflict", "{rows}");
+    assert_eq!(rows[0]["current"]["sequence_number"], 10, "{rows}");
+    assert_eq!(run(&db, &["export"]).stdout, before);
     // A dry run exits as the real run would: refused for its conflicts, nothing written.
     let dry = run(&db, &eph_scope(&fixtures("java")));
     fails(&dry, 4, "2 row(s) conflict");
@@ -792,6 +801,21 @@ fn exit_3_is_only_for_the_database() {
     // The database itself: still 3.
     let out = run(&dir.path().join("gone.db"), &["check"]);
     fails(&out, 3, "no database at");
+    // ... and a database that cannot be created (its directory is missing): 3.
+    let out = run_in(
+        dir.path(),
+        &with_scope(&[
+            "--db",
+            dir.path().join("no-dir").join("x.db").to_str().unwrap(),
+            "checkpoints",
+            "set",
+            "--partition",
+            "0",
+            "--sequence-number",
+            "1",
+        ]),
+    );
+    fails(&out, 3, "no-dir");
     // --kill-after needs someone to take over.
     let fresh = dir.path().join("sim.db");
     let out = run(

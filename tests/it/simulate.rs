@@ -190,7 +190,7 @@ fn a_second_simulate_on_the_same_database_is_refused_while_one_runs() {
     let mut first = Command::new(env!("CARGO_BIN_EXE_eh-checkpoints"))
         .args(["--db", db.to_str().unwrap(), "--json", "simulate"])
         .args(SMALL)
-        .args(["--events", "600"])
+        .args(["--events", "600", "--timeout", "30"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -33,24 +33,23 @@ pub(crate) const EXIT_CHECK_FAILED: u8 = 5;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
-  1  runtime error (I/O, database busy, a simulation worker failed)
-  2  bad arguments or invalid input, or a destructive command without --yes
+  0  success (also when stdout's reader went away: `| head -1` ends it quietly)
+  1  runtime error: I/O on another path than the database (a backup destination, a full
+     stdout), the database busy for the whole --busy-timeout, a simulation worker failed,
+     a simulation that timed out, a second simulation on the same database
+  2  bad arguments or invalid input (an unreadable input file or lease path included), or a
+     destructive command without --yes
   3  the database is missing, not a checkpoint store, corrupt, or from a newer version
   4  an import conflicts with the store (nothing written; use --overwrite)
   5  a check failed: `check` found damage, or `simulate` found a violation
 
-An I/O error on another path than the database (a lease directory, a backup destination)
-is 1, or 2 when it is an input file named on the command line. A closed stdout (a pipe
-whose reader left) ends the program quietly with 0; a full one is an error (1). With --json,
-stdout holds one JSON document: the result, or {\"error\": {\"exit_code\": N, \"message\": ...}}.
-
 A dry run (import --dry-run, import-eph without --apply) writes nothing and exits with the
-code the real run would have: 4 if it would be refused for conflicts.
+code the real run would have: 4 if it would be refused for conflicts. With --json, stdout
+holds one JSON document: the result, or {\"error\": {\"exit_code\": N, \"message\": ...}}.
 
 Commands that only read (list, export, check, backup, dry runs) or only remove (release,
 delete) never create the database: a missing --db file is an error (exit 3). `simulate`,
-`import`, `import-eph --apply` and `checkpoints set` create it.";
+`import`, `import-eph --apply` and `checkpoints set` create it. The manual: docs/CLI.md.";
 
 /// Inspect and exercise an eventhubs-checkpointstore-sqlite database.
 #[derive(Debug, Parser)]
@@ -341,6 +340,6 @@ fn dispatch(g: &Global, command: Command) -> Result<Outcome, CliError> {
         Command::Check => commands::check::run(g),
         Command::Backup(args) => commands::backup::run(g, &args),
         // Its errors go to the parent as a report line (simulate/protocol.rs).
-        Command::Worker(args) => Ok(simulate::worker::main(&g.db, args)),
+        Command::Worker(args) => Ok(simulate::worker::main(g, args)),
     }
 }

@@ -151,8 +151,9 @@ fn set(
         return output::print_json(&CheckpointRow::from(&checkpoint));
     }
     output::print(&format!(
-        "set partition {partition}: offset {}, sequence number {}\n",
-        or_dash(offset),
+        "set partition {}: offset {}, sequence number {}\n",
+        output::clean(partition),
+        or_dash(offset.map(output::clean)),
         or_dash(sequence_number)
     ))
 }
@@ -238,7 +239,9 @@ fn delete(
             results.push(row(None, store.blocking_delete_checkpoints(ns, hub, cg)?));
         } else {
             for p in partitions {
-                let gone = store.blocking_delete_checkpoint(ns, hub, cg, p)?;
+                let gone = store
+                    .blocking_delete_checkpoint(ns, hub, cg, p)
+                    .map_err(flag_error)?;
                 results.push(row(Some(p.clone()), u64::from(gone)));
             }
         }

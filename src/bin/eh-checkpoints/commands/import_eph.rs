@@ -36,21 +36,28 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
     let leases: Vec<_> = files.iter().map(|f| f.lease.clone()).collect();
     let rule = on_conflict(args.overwrite);
     // Plan first (in memory against a missing database, so that bad arguments create no
-    // file); a dry run stops there.
+    // file). A dry run stops there, and so does a run with conflicts, as `import` does: both
+    // show the plan and exit as the write would.
     let planned = open::for_planning(g)?
         .blocking_plan_import_eph(ns, hub, group, &leases, rule)
         .map_err(flag_error)?;
-    let items = if args.apply {
+    let conflicts = planned
+        .iter()
+        .filter(|i| matches!(i.action, EphAction::Conflict { .. }))
+        .count();
+    let write = args.apply && conflicts == 0;
+    let items = if write {
         open::or_create(g)?
             .blocking_import_eph(ns, hub, group, &leases, rule)
             .map_err(flag_error)?
     } else {
         planned
     };
+    // For the summary lines: the names as given, escaped for the terminal.
+    let (ns, hub, group) = (output::clean(ns), output::clean(hub), output::clean(group));
     let count = |f: fn(&EphAction) -> bool| items.iter().filter(|i| f(&i.action)).count();
     let writes = count(|a| matches!(a, EphAction::New | EphAction::Replace { .. }));
     let skipped = count(|a| matches!(a, EphAction::Skip { .. }));
-    let conflicts = count(|a| matches!(a, EphAction::Conflict { .. }));
     if g.json {
         let out: Vec<EphRow<'_>> = files
             .iter()
@@ -59,11 +66,16 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
             .collect();
         output::print_json(&out)?;
     } else {
-        let mut text = table(&files, &items, args.apply).render();
+        let mut text = table(&files, &items, write).render();
         text.push('\n');
-        if args.apply {
+        if write {
             text.push_str(&format!(
                 "wrote {writes} checkpoint(s) to {ns}/{hub}/{group}; skipped {skipped} lease(s) without an offset\n"
+            ));
+        } else if args.apply {
+            text.push_str(&format!(
+                "nothing written to {ns}/{hub}/{group}: {conflicts} conflict(s) (use --overwrite to \
+                 replace them)\n"
             ));
         } else {
             text.push_str(&format!(

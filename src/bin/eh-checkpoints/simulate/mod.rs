@@ -152,7 +152,7 @@ pub(crate) fn run(g: &Global, args: &SimulateArgs) -> Result<SimReport, CliError
     // The simulation's own group starts empty on every run.
     store.blocking_delete_group(SIM_NAMESPACE, SIM_HUB, SIM_GROUP)?;
 
-    let mut sim = Sim::new(db, args, exe);
+    let mut sim = Sim::new(g, args, exe);
     if let Err(e) = sim.drive(&store) {
         sim.display.multi.clear().ok();
         return Err(e);
@@ -190,6 +190,8 @@ fn lock(db: &Path) -> Result<std::fs::File, CliError> {
 /// A running simulation, seen from the parent.
 struct Sim<'a> {
     db: &'a Path,
+    /// `--busy-timeout`, passed on to the workers.
+    busy_timeout: Duration,
     args: &'a SimulateArgs,
     exe: PathBuf,
     names: Vec<String>,
@@ -209,13 +211,14 @@ struct Sim<'a> {
 }
 
 impl<'a> Sim<'a> {
-    fn new(db: &'a Path, args: &'a SimulateArgs, exe: PathBuf) -> Sim<'a> {
+    fn new(g: &'a Global, args: &'a SimulateArgs, exe: PathBuf) -> Sim<'a> {
         let p = &args.processor;
         let names: Vec<String> = (1..=args.processes).map(|i| format!("proc-{i}")).collect();
         let partitions: Vec<String> = (0..p.partitions).map(|p| p.to_string()).collect();
         let (tx, rx) = mpsc::channel();
         Sim {
-            db,
+            db: &g.db,
+            busy_timeout: g.busy_timeout,
             args,
             exe,
             display: Display::new(&names, u64::from(p.partitions), p.events as u64),
@@ -279,6 +282,7 @@ impl<'a> Sim<'a> {
         children::spawn(
             &self.exe,
             self.db,
+            self.busy_timeout,
             &self.args.processor,
             &self.names[count],
             &mut self.workers,
