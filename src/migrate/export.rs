@@ -516,6 +516,13 @@ impl ValidatedExport {
     pub fn checkpoints(&self) -> usize {
         self.checkpoints.len()
     }
+
+    /// When each ownership row was last modified, as the export says.
+    pub fn ownership_times(&self) -> impl Iterator<Item = OffsetDateTime> + '_ {
+        self.ownerships
+            .iter()
+            .filter_map(|o| ops::from_nanos(o.last_modified).ok())
+    }
 }
 
 thread_local! {

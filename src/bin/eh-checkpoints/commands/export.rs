@@ -15,7 +15,7 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn run(g: &Global, args: &ExportArgs) -> Result<Outcome, CliError> {
-    let store = open::read_only(&g.db)?;
+    let store = open::read_only(g)?;
     let json = store.blocking_export()?.to_json()?;
     match &args.output {
         None => output::print(&json)?,
@@ -27,7 +27,7 @@ pub(crate) fn run(g: &Global, args: &ExportArgs) -> Result<Outcome, CliError> {
                 .map_err(|e| {
                     CliError::runtime(format!("cannot write `{}`: {e}", path.display()))
                 })?;
-            eprintln!("exported to {}", path.display());
+            output::warn(&format!("exported to {}", path.display()));
         }
     }
     Ok(Outcome::Ok)
