@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use eventhubs_checkpointstore_sqlite::migrate::eph::{
-    read_eph_leases, EphAction, EphImportItem, EphLeaseFile,
+    scan_eph_leases, EphAction, EphImportItem, EphLeaseFile,
 };
 use serde::Serialize;
 
@@ -32,7 +32,19 @@ pub(crate) struct ImportEphArgs {
 pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError> {
     let (ns, hub, group) = args.scope.required()?;
     // The lease path is input named on the command line: unreadable, it is a bad argument.
-    let files = read_eph_leases(&args.path).map_err(CliError::input)?;
+    let scan = scan_eph_leases(&args.path).map_err(CliError::input)?;
+    // What was not read, and what was accepted with a remark, on stderr.
+    for skipped in &scan.skipped {
+        output::warn(&format!(
+            "skipped `{}` ({})",
+            skipped.path.display(),
+            skipped.reason
+        ));
+    }
+    for note in &scan.notes {
+        output::warn(&format!("note: {note}"));
+    }
+    let files = scan.leases;
     let leases: Vec<_> = files.iter().map(|f| f.lease.clone()).collect();
     let rule = on_conflict(args.overwrite);
     // Plan first (in memory against a missing database, so that bad arguments create no
