@@ -421,7 +421,7 @@ fn commit(inner: &Inner, batch: Vec<Pending>) {
         group.claims.fetch_add(claims, Ordering::Relaxed);
         Ok(())
     })
-    .map_err(|e| e.at(inner.path.as_deref()));
+    .map_err(|e| e.at(inner.path.as_deref()).waited(timeout));
     let mut answers = answers.into_iter();
     for p in batch {
         let answer = answers.next();

@@ -157,6 +157,8 @@ pub(crate) fn scope<T>(
         match lock {
             Some(lock) if !held_here => Some(lock.acquire(deadline, counters).ok_or_else(
                 || Error::Busy {
+                    path: None,
+                    timeout: Some(timeout),
                     source: crate::error::message(
                         "another writer of this store held the write lock past the busy timeout",
                     ),

@@ -34,15 +34,21 @@ pub(crate) enum OwnershipCommand {
 }
 
 pub(crate) fn run(g: &Global, command: &OwnershipCommand) -> Result<Outcome, CliError> {
-    let store = open::existing(&g.db)?;
     match command {
-        OwnershipCommand::List { scope } => list(&store, scope, g.json)?,
+        OwnershipCommand::List { scope } => list(&open::read_only(g)?, scope, g.json)?,
         OwnershipCommand::Release {
             scope,
             partition,
             owner,
             yes,
-        } => release(&store, scope, partition, owner.as_deref(), *yes, g.json)?,
+        } => release(
+            &open::existing(g)?,
+            scope,
+            partition,
+            owner.as_deref(),
+            *yes,
+            g.json,
+        )?,
     }
     Ok(Outcome::Ok)
 }
@@ -109,6 +115,13 @@ fn release(
         }
     }
     let count: usize = plan.iter().map(|(_, t)| t.len()).sum();
+    if count == 0 {
+        return if json {
+            output::print_json(&Vec::<Released>::new())
+        } else {
+            output::print("nothing to release\n")
+        };
+    }
     if !yes {
         return Err(CliError::usage(format!(
             "would release {count} owned partition(s) in {} group(s); pass --yes to do it",
