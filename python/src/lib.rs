@@ -323,7 +323,7 @@ impl Store {
     /// The schema version this build writes.
     #[staticmethod]
     fn schema_version() -> i64 {
-        SqliteCheckpointStore::schema_version()
+        SqliteCheckpointStore::supported_schema_version()
     }
 
     /// True until `close()`.
