@@ -291,7 +291,7 @@ class SqliteCheckpointLeaseManager(_CheckpointBase, _LeaseBase):  # type: ignore
         ids = await self.host.partition_manager.get_partition_ids_async() if self.host else []
         out: List[Awaitable[Optional[SqliteLease]]] = []
         loop = asyncio.get_running_loop()
-        for pid in ids or sorted(leases):
+        for pid in ids or list(leases):
             if pid in leases:
                 future: asyncio.Future = loop.create_future()
                 future.set_result(self._lease(leases[pid]))
