@@ -16,7 +16,8 @@ use eventhubs_checkpointstore_sqlite::legacy::{
     LeaseOptions, SqliteCheckpointLeaseManager,
 };
 use eventhubs_checkpointstore_sqlite::{
-    Checkpoint, Durability, Error, Ownership, SqliteCheckpointStore, StoreOptions,
+    Checkpoint, CheckpointStore as _, Durability, Error, Ownership, SqliteCheckpointStore,
+    StoreOptions,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyTimeoutError, PyValueError};
@@ -314,6 +315,73 @@ impl Store {
         .map_err(to_py)
     }
 
+    /// Writes many positions at once, each as `update_checkpoint` would (fenced when it has an
+    /// owner or etag), all joining the group commit together, so they share transactions and
+    /// fsyncs. One answer per write, in order: `None`, or the exception it failed with.
+    #[allow(clippy::type_complexity)]
+    fn update_many(
+        &self,
+        py: Python<'_>,
+        writes: Vec<(
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        )>,
+    ) -> PyResult<Vec<Option<Py<pyo3::exceptions::PyBaseException>>>> {
+        let store = self.get()?;
+        let rt = runtime()?;
+        let results: Vec<Result<(), Error>> = py.detach(move || {
+            rt.block_on(async move {
+                let mut tasks = Vec::with_capacity(writes.len());
+                for (ns, hub, cg, pid, offset, seq, owner, etag) in writes {
+                    let store = store.clone();
+                    let checkpoint = Checkpoint {
+                        fully_qualified_namespace: ns,
+                        event_hub_name: hub,
+                        consumer_group: cg,
+                        partition_id: pid,
+                        offset,
+                        sequence_number: seq,
+                    };
+                    tasks.push(tokio::spawn(async move {
+                        if owner.is_none() && etag.is_none() {
+                            return store.update_checkpoint(checkpoint).await;
+                        }
+                        let fence = Ownership {
+                            fully_qualified_namespace: checkpoint.fully_qualified_namespace.clone(),
+                            event_hub_name: checkpoint.event_hub_name.clone(),
+                            consumer_group: checkpoint.consumer_group.clone(),
+                            partition_id: checkpoint.partition_id.clone(),
+                            owner_id: owner,
+                            etag,
+                            last_modified_time: None,
+                        };
+                        store.update_checkpoint_fenced(checkpoint, &fence).await
+                    }));
+                }
+                let mut out = Vec::with_capacity(tasks.len());
+                for t in tasks {
+                    out.push(t.await.unwrap_or_else(|e| {
+                        Err(Error::Internal {
+                            message: format!("a checkpoint task failed: {e}"),
+                            source: None,
+                        })
+                    }));
+                }
+                out
+            })
+        });
+        Ok(results
+            .into_iter()
+            .map(|r| r.err().map(|e| to_py(e).into_value(py)))
+            .collect())
+    }
+
     /// (writes committed, transactions) since open: how well group commit batched.
     fn commit_stats(&self) -> PyResult<(u64, u64)> {
         let s = self.get()?.commit_stats();
@@ -383,7 +451,7 @@ fn lease_from_tuple(t: LeaseTuple) -> Lease {
 }
 
 /// The runtime that drives the legacy manager's async methods (its blocking hops run on this
-/// runtime's pool); built on first use.
+/// runtime's pool) and the batched checkpoint writes; built on first use.
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
     RUNTIME

@@ -414,3 +414,45 @@ def test_fenced_mode_raises_ownership_lost_once_another_owner_holds_the_partitio
     s2.claim_ownership([dict(won, owner_id="")])
     with pytest.raises(ehcs.OwnershipLostError):
         s2.update_checkpoint(checkpoint("1", "1", 1))
+
+
+def test_concurrent_aio_checkpoints_share_transactions(db):
+    """Group commit reaches Python callers: 32 tasks checkpointing at once are written in far
+    fewer transactions than writes, and every write lands."""
+
+    async def body():
+        async with aio.SqliteCheckpointStore(db) as s:
+            async def writer(p):
+                for i in range(1, 21):
+                    await s.update_checkpoint(checkpoint(str(p), str(i), i))
+
+            await asyncio.gather(*(writer(p) for p in range(32)))
+            writes, commits = s.commit_stats()
+            listed = await s.list_checkpoints(NS, HUB, GROUP)
+            return writes, commits, listed
+
+    writes, commits, listed = asyncio.run(body())
+    assert writes == 32 * 20
+    assert commits * 4 <= writes, f"{writes} writes in {commits} transactions"
+    assert sorted(c["sequence_number"] for c in listed) == [20] * 32
+
+
+def test_an_aio_batch_fails_each_write_alone(db):
+    """One fenced-out or invalid write in a batch does not fail the others."""
+
+    async def body():
+        async with aio.SqliteCheckpointStore(db, fenced=True) as s:
+            await s.claim_ownership([ownership("0", owner="me")])
+            results = await asyncio.gather(
+                s.update_checkpoint(checkpoint("0", "1", 1)),
+                s.update_checkpoint(checkpoint("1", "1", 1)),  # never claimed
+                s.update_checkpoint(checkpoint("0", None, None)),  # names no position
+                return_exceptions=True,
+            )
+            return results, await s.list_checkpoints(NS, HUB, GROUP)
+
+    results, listed = asyncio.run(body())
+    assert results[0] is None
+    assert isinstance(results[1], ehcs.OwnershipLostError)
+    assert isinstance(results[2], ValueError)
+    assert [(c["partition_id"], c["offset"]) for c in listed] == [("0", "1")]

@@ -54,26 +54,34 @@ class _Core:
                         self.won.pop(key, None)
         return result
 
-    def update_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        args = _common.checkpoint_args(checkpoint)
+    def fence_for(self, args: tuple) -> Tuple[Optional[str], Optional[str]]:
+        """The (owner, etag) a checkpoint is fenced by: (None, None) unless fenced; raises
+        OwnershipLostError if this instance holds no ownership of the partition."""
         if not self.fenced:
-            self.native.update_checkpoint(*args)
-            return
-        key = _common.key_of(*args[:4])
+            return (None, None)
         with self.won_lock:
-            held = self.won.get(key)
+            held = self.won.get(_common.key_of(*args[:4]))
         if held is None:
             raise OwnershipLostError(
                 f"partition {args[3]!r}: this store (fenced=True) holds no ownership of it"
             )
-        owner, etag = held
+        return held
+
+    def lost(self, args: tuple, held: Tuple[Optional[str], Optional[str]], e: Exception) -> Exception:
+        """Forgets an ownership a fenced write found lost; the error to raise."""
+        key = _common.key_of(*args[:4])
+        with self.won_lock:
+            if self.won.get(key) == held:
+                del self.won[key]
+        return OwnershipLostError(str(e))
+
+    def update_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        args = _common.checkpoint_args(checkpoint)
+        held = self.fence_for(args)
         try:
-            self.native.update_checkpoint(*args, owner, etag)
+            self.native.update_checkpoint(*args, *held)
         except _native.OwnershipLost as e:
-            with self.won_lock:
-                if self.won.get(key) == held:
-                    del self.won[key]
-            raise OwnershipLostError(str(e)) from None
+            raise self.lost(args, held, e) from None
 
     def list_checkpoints(self, ns: str, hub: str, group: str) -> List[Dict[str, Any]]:
         rows = self.native.list_checkpoints(ns, hub, group)
@@ -144,6 +152,11 @@ class SqliteCheckpointStore(_Base):  # type: ignore[misc,valid-type]
     ) -> List[Dict[str, Any]]:
         """The group's positions, in partition order."""
         return self._core.list_checkpoints(fully_qualified_namespace, eventhub_name, consumer_group)
+
+    def commit_stats(self) -> Tuple[int, int]:
+        """(checkpoint writes committed, transactions that committed them) since open: how
+        well concurrent checkpoints shared transactions (group commit)."""
+        return self._core.native.commit_stats()
 
     def close(self) -> None:
         """Closes the file; later calls raise :class:`StoreClosedError`. Idempotent."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from typing import Any, Callable, Dict, Iterable, List, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
 
 from ._common import (  # noqa: F401 (re-exported for convenience)
     ForkedError,
@@ -17,6 +17,7 @@ from ._common import (  # noqa: F401 (re-exported for convenience)
     StoreClosedError,
     StoreError,
 )
+from . import _common, _native
 from ._store import PathLike, _Core
 
 try:
@@ -53,6 +54,9 @@ class SqliteCheckpointStore(_Base):  # type: ignore[misc,valid-type]
             max_workers=max_workers, thread_name_prefix="ehcs-sqlite"
         )
         self._closed = False
+        # Checkpoints waiting for the next batch, and the loops whose flush is running.
+        self._pending: Dict[asyncio.AbstractEventLoop, List[tuple]] = {}
+        self._flushing: Set[asyncio.AbstractEventLoop] = set()
 
     def __bool__(self) -> bool:  # the SDK tests `if checkpoint_store`
         return True
@@ -85,8 +89,44 @@ class SqliteCheckpointStore(_Base):  # type: ignore[misc,valid-type]
     async def update_checkpoint(
         self, checkpoint: Dict[str, Optional[Union[str, int]]], **kwargs: Any
     ) -> None:
-        """As the sync store's ``update_checkpoint``."""
-        await self._run(self._core.update_checkpoint, dict(checkpoint))
+        """As the sync store's ``update_checkpoint``. Checkpoints of concurrent tasks are
+        written together (one call of the native store per batch, all joining its group
+        commit), so they share transactions and fsyncs."""
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        args = _common.checkpoint_args(checkpoint)
+        held = self._core.fence_for(args)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        pending = self._pending.setdefault(loop, [])
+        pending.append((args + held, held, future))
+        if len(pending) == 1 and loop not in self._flushing:
+            self._flushing.add(loop)
+            loop.create_task(self._flush(loop))
+        await future
+
+    async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Writes what the tasks of `loop` queued, batch after batch, until nothing is left."""
+        try:
+            while self._pending.get(loop):
+                batch = self._pending.pop(loop)
+                try:
+                    answers = await self._run(self._core.native.update_many, [b[0] for b in batch])
+                except BaseException as e:  # noqa: BLE001 (the store failed as a whole)
+                    answers = [e] * len(batch)
+                for (args, held, future), err in zip(batch, answers):
+                    if future.done():  # cancelled: the write may still have landed
+                        continue
+                    if err is None:
+                        future.set_result(None)
+                    elif isinstance(err, _native.OwnershipLost):
+                        future.set_exception(self._core.lost(args, held, err))
+                    else:
+                        future.set_exception(err)
+        finally:
+            self._flushing.discard(loop)
+            if not self._pending.get(loop):
+                self._pending.pop(loop, None)
 
     async def list_checkpoints(
         self,
@@ -99,6 +139,11 @@ class SqliteCheckpointStore(_Base):  # type: ignore[misc,valid-type]
         return await self._run(
             self._core.list_checkpoints, fully_qualified_namespace, eventhub_name, consumer_group
         )
+
+    def commit_stats(self) -> Tuple[int, int]:
+        """(checkpoint writes committed, transactions that committed them) since open: how
+        well concurrent checkpoints shared transactions (group commit)."""
+        return self._core.native.commit_stats()
 
     async def close(self) -> None:
         """Closes the file and the thread pool. Idempotent."""
