@@ -24,6 +24,10 @@ run_pytest() {
   if [ "$rc" -ne 0 ]; then exit "$rc"; fi
 }
 
+# A minimal Debian has no Python, or no venv module.
+if ! "$py" -m venv --help >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-pip >/dev/null
+fi
 "$py" -c 'import sys; assert sys.version_info >= (3, 9), sys.version' \
   || { echo "python >= 3.9 is needed ($py)" >&2; exit 1; }
 mkdir -p "$work"
