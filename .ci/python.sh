@@ -56,13 +56,18 @@ rm -rf "$work/tests" && cp -r python/tests "$work/tests"
 opts=(-q -p no:cacheprovider --timeout 300 -o asyncio_mode=strict
       -o asyncio_default_fixture_loop_scope=function)
 
+step "the Rust program, for the interop test (one file, Python and Rust)"
+(unset CARGO_TARGET_DIR; cargo build --locked --quiet --bin eh-checkpoints)
+export EHCS_CLI=$root/target/debug/eh-checkpoints
+
 step "bare venv (no SDK)"
 bare=$(venv bare pytest pytest-asyncio pytest-timeout)
 (cd "$work/tests" && run_pytest "$bare" -m pytest "${opts[@]}" test_store.py test_eph.py)
 
 step "azure-eventhub 5.15.1: our tests"
 modern=$(venv modern azure-eventhub==5.15.1 pytest pytest-asyncio pytest-timeout)
-(cd "$work/tests" && run_pytest "$modern" -m pytest "${opts[@]}" test_store.py test_eph.py)
+(cd "$work/tests" && run_pytest "$modern" -m pytest "${opts[@]}" test_store.py test_eph.py \
+  test_rust_interop.py)
 
 step "azure-eventhub 5.15.1: the SDK's own event-processor tests on our stores"
 rm -rf "$work/sdist" && mkdir -p "$work/sdist"
