@@ -7,11 +7,11 @@ use std::path::Path;
 
 use eventhubs_checkpointstore_sqlite::{SqliteCheckpointStore, StoreOptions};
 
-use crate::CliError;
+use crate::{CliError, Global};
 
-/// Opens a store that must already exist.
-pub(crate) fn existing(db: &Path) -> Result<SqliteCheckpointStore, CliError> {
-    existing_with(db, StoreOptions::default())
+/// Opens `--db`, which must already exist, with the global options.
+pub(crate) fn existing(g: &Global) -> Result<SqliteCheckpointStore, CliError> {
+    existing_with(&g.db, g.options())
 }
 
 /// [`existing`] with options.
@@ -19,6 +19,27 @@ pub(crate) fn existing_with(
     db: &Path,
     options: StoreOptions,
 ) -> Result<SqliteCheckpointStore, CliError> {
+    must_exist(db)?;
+    Ok(SqliteCheckpointStore::open_with(db, options)?)
+}
+
+/// Opens a store that must already exist, for reading only (the library's read-only open:
+/// a file or directory that cannot be written can be inspected, and nothing is left beside it).
+pub(crate) fn read_only(g: &Global) -> Result<SqliteCheckpointStore, CliError> {
+    read_only_with(&g.db, g.options())
+}
+
+/// [`read_only`] with options.
+pub(crate) fn read_only_with(
+    db: &Path,
+    options: StoreOptions,
+) -> Result<SqliteCheckpointStore, CliError> {
+    must_exist(db)?;
+    Ok(SqliteCheckpointStore::open_read_only_with(db, options)?)
+}
+
+/// Refuses a missing database and an empty file, for the commands that never create one.
+fn must_exist(db: &Path) -> Result<(), CliError> {
     match std::fs::metadata(db) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::db(format!(
             "no database at `{}` (this command never creates one; `simulate`, `import`, \
@@ -30,13 +51,14 @@ pub(crate) fn existing_with(
             "`{}` is an empty file, not a checkpoint store",
             db.display()
         ))),
-        Ok(_) => Ok(SqliteCheckpointStore::open_with(db, options)?),
+        // Anything else (a FIFO or device too) is judged by the library's open.
+        Ok(_) => Ok(()),
     }
 }
 
-/// Opens the store, creating the file if it does not exist.
-pub(crate) fn or_create(db: &Path) -> Result<SqliteCheckpointStore, CliError> {
-    or_create_with(db, StoreOptions::default())
+/// Opens `--db` with the global options, creating the file if it does not exist.
+pub(crate) fn or_create(g: &Global) -> Result<SqliteCheckpointStore, CliError> {
+    or_create_with(&g.db, g.options())
 }
 
 /// [`or_create`] with options.
@@ -49,9 +71,9 @@ pub(crate) fn or_create_with(
 
 /// The store to plan against without writing: the database if it exists, otherwise an
 /// empty store in memory (so that planning creates no file).
-pub(crate) fn for_planning(db: &Path) -> Result<SqliteCheckpointStore, CliError> {
-    if db.exists() {
-        existing(db)
+pub(crate) fn for_planning(g: &Global) -> Result<SqliteCheckpointStore, CliError> {
+    if g.db.exists() {
+        existing(g)
     } else {
         Ok(SqliteCheckpointStore::open_in_memory()?)
     }

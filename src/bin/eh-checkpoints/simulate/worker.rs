@@ -8,20 +8,17 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventhubs_checkpointstore_sqlite::{
-    Checkpoint, Error, Ownership, SqliteCheckpointStore, StoreOptions,
-};
+use eventhubs_checkpointstore_sqlite::{Checkpoint, Error, Ownership, SqliteCheckpointStore};
 use time::OffsetDateTime;
 
 use super::balance::{Balancer, Rng};
 use super::protocol::Report;
 use super::{ProcessorArgs, SIM_GROUP, SIM_HUB, SIM_NAMESPACE};
-use crate::Outcome;
+use crate::{Global, Outcome};
 
 /// How often owned partitions make progress and reports are flushed.
 const TICK: Duration = Duration::from_millis(20);
@@ -58,8 +55,8 @@ struct Worker {
 }
 
 /// Runs a worker until told to stop. An error is reported to the parent as an `X` line.
-pub(crate) fn main(db: &Path, args: WorkerArgs) -> Outcome {
-    match run(db, args) {
+pub(crate) fn main(g: &Global, args: WorkerArgs) -> Outcome {
+    match run(g, args) {
         Ok(()) => Outcome::Ok,
         Err(e) => {
             // If even this line cannot be written, the parent is gone and sees the exit code.
@@ -69,11 +66,12 @@ pub(crate) fn main(db: &Path, args: WorkerArgs) -> Outcome {
     }
 }
 
-fn run(db: &Path, args: WorkerArgs) -> Result<(), String> {
-    let options = StoreOptions::new()
+fn run(g: &Global, args: WorkerArgs) -> Result<(), String> {
+    let options = g
+        .options()
         .with_durability(args.processor.durability.into())
         .with_pool_size(2);
-    let store = SqliteCheckpointStore::open_with(db, options).map_err(|e| e.to_string())?;
+    let store = SqliteCheckpointStore::open_with(&g.db, options).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -249,57 +247,68 @@ impl Worker {
         );
         let mut refused = Vec::new();
         for (p, o) in self.owned.iter_mut() {
+            let mut n = 0;
             if o.next < end {
                 let budget = o.carry + rate * elapsed.as_secs_f64();
-                let n = (budget.floor() as i64).min(end - o.next);
+                n = (budget.floor() as i64).min(end - o.next);
                 o.carry = budget - budget.floor();
-                if n > 0 {
-                    self.out.push(Report::Processed {
-                        partition: p.clone(),
-                        from: o.next,
-                        to: o.next + n - 1,
-                    });
-                    o.next += n;
-                }
             }
-            let last = o.next - 1;
-            let due = last > o.checkpointed
-                && ((last + 1) / every > (o.checkpointed + 1) / every || last == end - 1);
-            if !due {
-                continue;
-            }
-            let checkpoint = Checkpoint {
-                partition_id: p.clone(),
-                offset: Some((last * 128).to_string()),
-                sequence_number: Some(last),
-                fully_qualified_namespace: o.ownership.fully_qualified_namespace.clone(),
-                event_hub_name: o.ownership.event_hub_name.clone(),
-                consumer_group: o.ownership.consumer_group.clone(),
-            };
-            let etag = o.ownership.etag.clone().unwrap_or_default();
-            match self
-                .store
-                .blocking_update_checkpoint_fenced(&checkpoint, &o.ownership)
-            {
-                Ok(()) => {
-                    o.checkpointed = last;
-                    self.out.push(Report::Acked {
-                        partition: p.clone(),
-                        seq: last,
-                        etag,
-                    });
+            // Events are processed up to the end of each block of K and checkpointed there,
+            // so that a long tick (a loaded machine) skips no checkpoint, as a real processor
+            // that checkpoints every K events would not.
+            loop {
+                let last = o.next - 1;
+                let due = last > o.checkpointed
+                    && ((last + 1) / every > (o.checkpointed + 1) / every || last == end - 1);
+                if due {
+                    let checkpoint = Checkpoint {
+                        partition_id: p.clone(),
+                        offset: Some((last * 128).to_string()),
+                        sequence_number: Some(last),
+                        fully_qualified_namespace: o.ownership.fully_qualified_namespace.clone(),
+                        event_hub_name: o.ownership.event_hub_name.clone(),
+                        consumer_group: o.ownership.consumer_group.clone(),
+                    };
+                    let etag = o.ownership.etag.clone().unwrap_or_default();
+                    match self
+                        .store
+                        .blocking_update_checkpoint_fenced(&checkpoint, &o.ownership)
+                    {
+                        Ok(()) => {
+                            o.checkpointed = last;
+                            self.out.push(Report::Acked {
+                                partition: p.clone(),
+                                seq: last,
+                                etag,
+                            });
+                        }
+                        Err(Error::OwnershipLost { .. }) => {
+                            self.out.push(Report::Refused {
+                                partition: p.clone(),
+                                seq: last,
+                                etag,
+                            });
+                            refused.push(p.clone());
+                            break;
+                        }
+                        // Retried on the next tick (the checkpoint is still due); no further
+                        // events until then.
+                        Err(e) if retryable(&e) => break,
+                        Err(e) => return Err(e.to_string()),
+                    }
                 }
-                Err(Error::OwnershipLost { .. }) => {
-                    self.out.push(Report::Refused {
-                        partition: p.clone(),
-                        seq: last,
-                        etag,
-                    });
-                    refused.push(p.clone());
+                if n == 0 {
+                    break;
                 }
-                // Retried on the next tick: the checkpoint is still due.
-                Err(e) if retryable(&e) => {}
-                Err(e) => return Err(e.to_string()),
+                let block_end = (o.next / every + 1) * every - 1;
+                let to = (o.next + n - 1).min(block_end);
+                self.out.push(Report::Processed {
+                    partition: p.clone(),
+                    from: o.next,
+                    to,
+                });
+                n -= to - o.next + 1;
+                o.next = to + 1;
             }
         }
         for p in refused {
