@@ -13,6 +13,8 @@ work=$root/target/python
 py=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 export CARGO_TARGET_DIR=$work/cargo
+# The wheel is built from the committed python/Cargo.lock, as every other build of CI.
+export MATURIN_PEP517_ARGS=--locked
 
 step() { printf '\n==> python: %s\n' "$*"; }
 
