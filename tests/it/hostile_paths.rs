@@ -110,6 +110,64 @@ fn a_fifo_is_refused_at_once_and_nothing_is_created_beside_it() {
     assert_eq!(names(dir.path()), ["link.db", "pipe.db"]);
 }
 
+#[cfg(feature = "cli")]
+#[test]
+fn every_cli_command_on_a_fifo_ends_at_once_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.db");
+    mkfifo(&fifo);
+    let commands: [&[&str]; 5] = [
+        &["check"],
+        &["checkpoints", "list"],
+        &["ownership", "list"],
+        &["export"],
+        &[
+            "checkpoints",
+            "set",
+            "--namespace",
+            "n",
+            "--hub",
+            "h",
+            "--group",
+            "g",
+            "--partition",
+            "0",
+            "--sequence-number",
+            "1",
+        ],
+    ];
+    for args in commands {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eh-checkpoints"))
+            .arg("--db")
+            .arg(&fifo)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{args:?} on a FIFO did not end within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("a named pipe (FIFO), not a regular file"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(names(dir.path()), ["pipe.db"]);
+}
+
 #[test]
 fn character_devices_are_refused_and_nothing_is_created_beside_them() {
     for dev in ["/dev/null", "/dev/zero"] {
