@@ -4,7 +4,8 @@
 #   bare    no SDK: the package's own tests (it must import without either SDK)
 #   modern  azure-eventhub 5.15.1: our tests, then the SDK's own event-processor tests (from the
 #           sdist, downloaded here, never committed) with our stores substituted (tests/sdk/)
-#   legacy  azure-eventhub 1.3.3: our legacy tests and the real EventProcessorHost loop
+#   legacy  azure-eventhub 1.3.3: our legacy tests, the real EventProcessorHost loop, and that
+#           host beside a 5.x EventProcessor from the modern venv on one file
 # Venvs, downloads and the cargo target live under target/python/. Called by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,4 +87,6 @@ cp "$sdk/asynctests/test_eventprocessor_async.py" "$sdk/synctests/test_eventproc
 step "azure-eventhub 1.3.3: legacy tests and the real EventProcessorHost loop"
 legacy=$(venv legacy azure-eventhub==1.3.3 pytest pytest-asyncio pytest-timeout)
 (cd "$work/tests" && run_pytest "$legacy" -m pytest "${opts[@]}" test_eph.py)
-(cd "$work/tests/eph_host" && run_pytest "$legacy" -m pytest "${opts[@]}" -s .)
+# test_mixed_fleet.py runs a 5.x EventProcessor from the modern venv beside the 1.x host.
+(cd "$work/tests/eph_host" && EHCS_MODERN_PYTHON=$modern \
+  run_pytest "$legacy" -m pytest "${opts[@]}" -s .)
