@@ -43,3 +43,15 @@ CREATE TABLE checkpoint (
 -- The legacy EventProcessorHost lease's `event_processor_context`: an opaque string the legacy
 -- API stores with the lease (the ownership row). The modern API neither reads nor changes it.
 ALTER TABLE ownership ADD COLUMN event_processor_context TEXT;
+
+-- version 3
+-- The legacy EventProcessorHost lease token, fixed by a legacy acquire (or steal) and kept by
+-- renewals, updates and checkpoints until the lease is released or lost, as an Azure blob lease
+-- id is (the row's etag still rotates on every write). `lease_epoch` is the epoch it was issued
+-- at: the token is current only while `owner_id` is set and `epoch` is still `lease_epoch`, so a
+-- modern change of owner (which raises the epoch) ends it. The modern API neither reads nor
+-- changes either column. A lease held when the file is upgraded keeps the token it had (the etag
+-- of its last write, which is what earlier versions used as the token).
+ALTER TABLE ownership ADD COLUMN lease_token TEXT;
+ALTER TABLE ownership ADD COLUMN lease_epoch INTEGER;
+UPDATE ownership SET lease_token = etag, lease_epoch = epoch WHERE owner_id IS NOT NULL;

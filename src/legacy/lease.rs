@@ -14,14 +14,16 @@ pub const START_OF_STREAM: &str = "-1";
 /// A partition's lease, as EventProcessorHost's `Lease` has it.
 ///
 /// A lease is the partition's ownership row, the same row the modern API claims: `owner` is its
-/// `owner_id`, `token` its etag, and `epoch` its ownership generation. The serialized form uses
-/// the snake_case keys of the Python lease blob.
+/// `owner_id`, `etag` its etag, and `epoch` its ownership generation. The `token` is the lease
+/// id of one tenure: fixed when the lease is acquired (or stolen), the same across renewals,
+/// updates and checkpoints, gone when the lease is released or lost, as an Azure blob lease id
+/// is. The serialized form uses the snake_case keys of the Python lease blob (plus `etag`).
 ///
 /// ```
 /// use eventhubs_checkpointstore_sqlite::legacy::Lease;
 ///
 /// let lease = Lease::new("0");
-/// assert_eq!((lease.owner, lease.token, lease.epoch), (None, None, 0));
+/// assert_eq!((lease.owner, lease.token, lease.etag, lease.epoch), (None, None, None, 0));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Lease {
@@ -29,11 +31,19 @@ pub struct Lease {
     pub partition_id: String,
     /// The host holding the lease; `None` when it is released (or was never acquired).
     pub owner: Option<String>,
-    /// The lease's concurrency token: the etag of the stored row as this copy last saw it.
-    /// Acquire, renew, release and update present it and rotate it; the copy passed to them
-    /// learns the new one. A released lease read from the store has a token too: acquiring it
-    /// needs one. `None` only on a lease that was never stored.
+    /// The lease token of the current tenure: set by acquire (a fresh one on every acquire or
+    /// steal) and kept by renew, update and checkpoints, so every copy of the lease taken in
+    /// one tenure stays valid. Renew, release, update and `update_checkpoint` present it (with
+    /// the owner); they fail once the lease was released, taken by another host or by a
+    /// modern processor, or acquired again. `None` on a released lease and on one that was
+    /// never acquired.
     pub token: Option<String>,
+    /// The etag of the stored row as this copy last saw it: it rotates on every write (legacy
+    /// or modern). Acquire and delete present it, the same compare-and-swap a modern claim
+    /// makes, so a host steals only from the state it read. `None` only on a lease that was
+    /// never stored.
+    #[serde(default)]
+    pub etag: Option<String>,
     /// The ownership generation: +1 on every acquire (including steals) and whenever a modern
     /// processor takes the partition from another owner or from released. Renewals, releases
     /// and checkpoints keep it; it never decreases.
@@ -86,9 +96,9 @@ impl Lease {
     pub(crate) fn held(&self) -> Result<(&str, &str)> {
         let owner = model::owner(self.owner.as_deref())?
             .ok_or_else(|| Error::invalid("lease.owner", "the lease is not held: acquire it"))?;
-        let token = self.token()?.ok_or_else(|| {
-            Error::invalid("lease.token", "the lease has no token: get or acquire it")
-        })?;
+        let token = self
+            .token()?
+            .ok_or_else(|| Error::invalid("lease.token", "the lease has no token: acquire it"))?;
         Ok((owner, token))
     }
 
@@ -97,6 +107,14 @@ impl Lease {
         match self.token.as_deref() {
             None | Some("") => Ok(None),
             Some(t) => model::bounded("lease.token", t, MAX_NAME_LEN).map(Some),
+        }
+    }
+
+    /// The etag, checked; `None` for a missing or empty one.
+    pub(crate) fn etag(&self) -> Result<Option<&str>> {
+        match self.etag.as_deref() {
+            None | Some("") => Ok(None),
+            Some(t) => model::bounded("lease.etag", t, MAX_NAME_LEN).map(Some),
         }
     }
 

@@ -281,9 +281,31 @@ impl CheckpointManager for SqliteCheckpointLeaseManager {
     }
 
     async fn update_checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint) -> Result<()> {
-        self.token_held(lease)?;
-        let write = ops::checkpoint_write(&self.group, lease, checkpoint)?;
-        self.store.submit(write).await
+        let key = self.key(&lease.partition_id)?;
+        let token = self.token_held(lease)?.to_owned();
+        // Validate everything before the first read.
+        ops::checkpoint_write(&self.group, lease, "", checkpoint)?;
+        // The group commit fences on (owner, etag). The etag rotates on every write of the row
+        // (this host's own renewals too) while the token stays, so resolve the token to the
+        // etag first: an etag unchanged at commit means no write since, so the tenure the
+        // token names was current when the checkpoint was written. If a write got in between,
+        // decide it in one transaction of its own (tenure check and write together), so a
+        // renewal never fails a checkpoint.
+        let owner = self.host.host_name.clone();
+        let (k, o, t) = (key.clone(), owner.clone(), token.clone());
+        let etag = self
+            .store
+            .interact(move |_, c| ops::current_etag(c, &k, &o, &t))
+            .await?;
+        let write = ops::checkpoint_write(&self.group, lease, &etag, checkpoint)?;
+        match self.store.submit(write).await {
+            Err(e) if e.is_ownership_lost() => {}
+            other => return other,
+        }
+        let write = ops::checkpoint_write(&self.group, lease, &etag, checkpoint)?;
+        self.store
+            .interact(move |_, c| ops::checkpoint_alone(c, &owner, &token, &write))
+            .await
     }
 
     async fn delete_checkpoint(&self, partition_id: &str) -> Result<()> {
@@ -343,22 +365,22 @@ impl LeaseManager for SqliteCheckpointLeaseManager {
 
     async fn delete_lease(&self, lease: &Lease) -> Result<()> {
         let key = self.key(&lease.partition_id)?;
-        let token = lease
-            .token()?
-            .ok_or_else(|| Error::invalid("lease.token", "the lease has no token: get it"))?
+        let etag = lease
+            .etag()?
+            .ok_or_else(|| Error::invalid("lease.etag", "the lease has no etag: get it"))?
             .to_owned();
         self.store
-            .interact(move |_, c| ops::delete_lease(c, &key, &token))
+            .interact(move |_, c| ops::delete_lease(c, &key, &etag))
             .await
     }
 
     async fn acquire_lease(&self, lease: &mut Lease) -> Result<()> {
         let key = self.key(&lease.partition_id)?;
-        let token = lease.token()?.map(ToOwned::to_owned);
+        let etag = lease.etag()?.map(ToOwned::to_owned);
         let host = self.host.host_name.clone();
         *lease = self
             .store
-            .interact(move |inner, c| ops::acquire(c, inner.clock(), &key, &host, token.as_deref()))
+            .interact(move |inner, c| ops::acquire(c, inner.clock(), &key, &host, etag.as_deref()))
             .await?;
         Ok(())
     }

@@ -15,15 +15,19 @@
 //! | lease | ownership row | notes |
 //! |---|---|---|
 //! | `owner` | `owner_id` | the host name; `None` when released |
-//! | `token` | `etag` | rotated by acquire, renew, release, update and by every modern claim |
+//! | `token` | `lease_token` column | fixed by acquire (or steal); kept by renew, update and checkpoints; gone on release or loss |
+//! | `etag` | `etag` | rotated by every write, legacy or modern |
 //! | `epoch` | `epoch` column | +1 on every legacy acquire and every modern change of owner; never decreases |
 //! | `event_processor_context` | `event_processor_context` column | untouched by the modern API |
 //! | `last_modified_time` | `last_modified_time` | expiry counts from here, by the store's clock |
 //!
-//! Every lease write is a compare-and-swap on the token, the same one a modern claim makes on
-//! the etag. Stealing is allowed (a host may acquire a lease another host or a modern processor
-//! holds), but only from the token it read: whoever wins rotates the token, and the loser's next
-//! renewal, fenced checkpoint or claim fails. A lease expires [`LeaseManager::lease_duration`]
+//! The token is the lease id of one tenure, as an Azure blob lease id is: every copy of the lease
+//! taken while it is held stays valid across renewals, so a pump checkpointing with a copy from
+//! an earlier cycle is not refused (EventProcessorHost renews one copy and hands it to the pump
+//! later). Acquire (and delete) is a compare-and-swap on the etag, the same one a modern claim
+//! makes: stealing is allowed (a host may acquire a lease another host or a modern processor
+//! holds), but only from the state it read. Whoever wins starts a new tenure (a new token and a
+//! higher epoch), and the loser's next renewal, fenced checkpoint or claim fails. A lease expires [`LeaseManager::lease_duration`]
 //! after it was last written; expiry only informs [`LeaseManager::is_expired`], and renewing an
 //! expired lease nobody took still works, as in EPH.
 //!
@@ -51,17 +55,18 @@
 //! | `create_lease_if_not_exists_async(pid)` | `Lease` | [`create_lease_if_not_exists`](LeaseManager::create_lease_if_not_exists) | `Ok(Lease)`, the existing one or a released one |
 //! | `delete_lease_async(lease)` | nothing | [`delete_lease`](LeaseManager::delete_lease)`(&lease)` | `Ok(())`, also when missing; `Err(OwnershipLost)` if its token changed |
 //! | `acquire_lease_async(lease)` | `True` / `False` | [`acquire_lease`](LeaseManager::acquire_lease)`(&mut lease)` | `Ok(())` and `lease` updated / `Err(OwnershipLost)` |
-//! | `renew_lease_async(lease)` | `True` / `False` | [`renew_lease`](LeaseManager::renew_lease)`(&mut lease)` | `Ok(())` and a new token / `Err(OwnershipLost)` |
+//! | `renew_lease_async(lease)` | `True` / `False` | [`renew_lease`](LeaseManager::renew_lease)`(&mut lease)` | `Ok(())`, the same token / `Err(OwnershipLost)` |
 //! | `release_lease_async(lease)` | `True` / `False` | [`release_lease`](LeaseManager::release_lease)`(&mut lease)` | `Ok(())` / `Err(OwnershipLost)` |
-//! | `update_lease_async(lease)` | `True` / `False` | [`update_lease`](LeaseManager::update_lease)`(&mut lease)` | `Ok(())` and a new token / `Err(OwnershipLost)` |
+//! | `update_lease_async(lease)` | `True` / `False` | [`update_lease`](LeaseManager::update_lease)`(&mut lease)` | `Ok(())`, the same token / `Err(OwnershipLost)` |
 //! | `lease.is_expired()` | `bool` | [`is_expired`](LeaseManager::is_expired)`(&lease)` | `bool` |
 //! | `lease_renew_interval`, `lease_duration` (seconds) | | [`lease_renew_interval`](LeaseManager::lease_renew_interval)`()`, [`lease_duration`](LeaseManager::lease_duration)`()` | `Duration`, set with [`LeaseOptions`] |
 //!
 //! Differences worth knowing when porting:
-//! - Renew, release and update rotate the token, and the `&mut Lease` you pass learns the new
-//!   one; an older copy of the lease is stale from then on, as after a steal.
-//! - `update_checkpoint` does not renew (it leaves the token alone, so `&Lease` stays valid) and
-//!   stores the lease's `event_processor_context` with the position, as EPH's lease blob did.
+//! - Renew and update keep the token (the `&mut Lease` you pass learns the new etag and time);
+//!   release ends it. Any copy of the lease from the same tenure keeps working until the lease
+//!   is released, stolen, taken by a modern processor or acquired again.
+//! - `update_checkpoint` does not renew and stores the lease's `event_processor_context` with
+//!   the position, as EPH's lease blob did.
 //! - Renew, release, update and `update_checkpoint` also require the lease's owner to be this
 //!   manager's host name. A host that lost a partition and read the lease again gets the new
 //!   owner's token, and must not be able to write with it (azure-event-hubs-dotnet#115).

@@ -2,24 +2,31 @@
 //! `store/ops.rs`, whose helpers it reuses. The manager in `manager.rs` runs these through the
 //! store's one blocking hop.
 //!
-//! Every lease write is decided by one compare-and-swap statement on the row's etag (the lease
-//! token): an `UPDATE … WHERE etag = ? … RETURNING` that returns a row or not, or an
+//! Every lease write is decided by one compare-and-swap statement: acquire and delete on the
+//! row's etag (the state the caller read, as a modern claim), renew, release and update on the
+//! tenure (owner, lease token and the epoch the token was issued at): an
+//! `UPDATE … WHERE … RETURNING` that returns a row or not, or an
 //! `INSERT … ON CONFLICT DO NOTHING`. Reads that explain a loss come after, in the same
-//! transaction.
+//! transaction. Every write rotates the etag; only an acquire sets a new lease token.
 
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::lease::{Checkpoint, Lease};
 use crate::error::{Error, Result};
 use crate::model::{self, GroupKey, PartitionKey};
 use crate::options::Clock;
 use crate::store::group_commit::{Fence, Write};
-use crate::store::ops::{self as store_ops, check_owner, from_nanos, new_etag, to_nanos};
+use crate::store::ops::{
+    self as store_ops, fence, from_nanos, new_etag, to_nanos, write_checkpoint,
+};
 
-/// The lease columns, in the order [`lease_from_row`] reads them.
+/// The lease columns, in the order [`lease_from_row`] reads them. The token is current only
+/// while the lease is held and the epoch is still the one it was issued at (a modern change of
+/// owner raises the epoch and so ends it).
 macro_rules! lease_columns {
     () => {
-        "partition_id, owner_id, etag, epoch, last_modified, event_processor_context"
+        "partition_id, owner_id, etag, epoch, last_modified, event_processor_context, \
+         CASE WHEN owner_id IS NOT NULL AND lease_epoch = epoch THEN lease_token END"
     };
 }
 
@@ -28,7 +35,8 @@ fn lease_from_row(r: &Row<'_>) -> rusqlite::Result<(Lease, i64)> {
         Lease {
             partition_id: r.get(0)?,
             owner: r.get(1)?,
-            token: r.get(2)?,
+            token: r.get(6)?,
+            etag: r.get(2)?,
             epoch: r.get(3)?,
             event_processor_context: r.get(5)?,
             last_modified_time: None,
@@ -89,11 +97,14 @@ pub(crate) fn create_checkpoint_if_not_exists(
 }
 
 /// Validates a lease-checked checkpoint write for the group commit: it writes the position
-/// and the lease's `event_processor_context` only while the lease's owner and token are the
-/// stored ones, checked inside the batch's transaction.
+/// and the lease's `event_processor_context` only while the row's owner and etag are still
+/// `owner` and `etag`, checked inside the batch's transaction. The caller resolves the lease's
+/// token to that etag first ([`current_etag`]): an etag unchanged since then means no write
+/// since, so the tenure the token names is still the stored one.
 pub(crate) fn checkpoint_write(
     group: &GroupKey,
     lease: &Lease,
+    etag: &str,
     checkpoint: &Checkpoint,
 ) -> Result<Write> {
     let key = group.clone().partition(&checkpoint.partition_id)?;
@@ -106,7 +117,7 @@ pub(crate) fn checkpoint_write(
             ),
         ));
     }
-    let (owner, token) = lease.held()?;
+    let (owner, _) = lease.held()?;
     let context = lease.context()?.map(ToOwned::to_owned);
     let (offset, sequence_number) = checkpoint.stored()?;
     Ok(Write {
@@ -115,10 +126,76 @@ pub(crate) fn checkpoint_write(
         sequence_number,
         fence: Some(Fence {
             owner_id: owner.to_owned(),
-            etag: token.to_owned(),
+            etag: etag.to_owned(),
             context: Some(context),
         }),
     })
+}
+
+const TENURE: &str = "\
+    SELECT owner_id, etag, epoch, lease_token, lease_epoch FROM ownership \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
+
+/// The row's etag now, if `owner` still holds the lease under `token`; else the lease-lost
+/// error that explains why not.
+pub(crate) fn current_etag(
+    conn: &Connection,
+    key: &PartitionKey,
+    owner: &str,
+    token: &str,
+) -> Result<String> {
+    type Tenure = (Option<String>, String, i64, Option<String>, Option<i64>);
+    let row: Option<Tenure> = conn
+        .prepare_cached(TENURE)?
+        .query_row(key_params(key), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    let reason = match row {
+        None => "the partition has no lease any more: it was deleted".to_owned(),
+        Some((None, ..)) => "the lease was released".to_owned(),
+        Some((Some(o), _, epoch, ..)) if o != owner => {
+            format!("the lease is now held by `{o}`, epoch {epoch}")
+        }
+        Some((_, etag, epoch, Some(t), Some(e))) if t == token && e == epoch => return Ok(etag),
+        Some((_, _, epoch, ..)) => format!(
+            "the lease was acquired again since this copy was taken (now epoch {epoch}): \
+             this copy's tenure ended"
+        ),
+    };
+    tracing::debug!(partition_id = %key.partition_id, %reason, "lease lost");
+    Err(Error::OwnershipLost {
+        partition_id: key.partition_id.clone(),
+        reason,
+    })
+}
+
+/// A lease-checked checkpoint write in its own transaction: the tenure check, the context and
+/// the position in one `BEGIN IMMEDIATE`. The manager falls back to this when a write of the
+/// row (the holder's own renewal) got in between resolving the token and the group commit, so
+/// a renewal never fails a checkpoint, however often it comes.
+pub(crate) fn checkpoint_alone(
+    conn: &mut Connection,
+    owner: &str,
+    token: &str,
+    write: &Write,
+) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let etag = current_etag(&tx, &write.key, owner, token)?;
+    let context = write
+        .fence
+        .as_ref()
+        .and_then(|f| f.context.as_ref())
+        .map(Option::as_deref);
+    fence(&tx, &write.key, owner, &etag, context)?;
+    write_checkpoint(
+        &tx,
+        &write.key,
+        write.offset.as_deref(),
+        write.sequence_number,
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Deletes the partition's checkpoint (none is fine); ownership is not touched.
@@ -195,13 +272,13 @@ const DELETE_LEASE: &str = "\
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
       AND etag = ?5";
 
-/// Deletes the lease if its token is still `token`; a missing lease is fine.
-pub(crate) fn delete_lease(conn: &mut Connection, key: &PartitionKey, token: &str) -> Result<()> {
+/// Deletes the lease if its etag is still `etag`; a missing lease is fine.
+pub(crate) fn delete_lease(conn: &mut Connection, key: &PartitionKey, etag: &str) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let [ns, hub, cg, pid] = key_params(key);
     let deleted = tx
         .prepare_cached(DELETE_LEASE)?
-        .execute(params![ns, hub, cg, pid, token])?;
+        .execute(params![ns, hub, cg, pid, etag])?;
     if deleted != 1 {
         if let Some(current) = get_lease(&tx, key)? {
             return Err(Error::OwnershipLost {
@@ -225,56 +302,61 @@ pub(crate) fn delete_leases(conn: &mut Connection, group: &GroupKey) -> Result<(
     Ok(())
 }
 
-/// Acquire of a partition without a lease: create-only, owned, the first generation.
+/// Acquire of a partition without a lease: create-only, owned, the first generation, a new
+/// lease token.
 const ACQUIRE_NEW: &str = concat!(
     "INSERT INTO ownership \
-        (namespace, event_hub, consumer_group, partition_id, owner_id, etag, last_modified, epoch) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) \
+        (namespace, event_hub, consumer_group, partition_id, owner_id, etag, last_modified, epoch, \
+         lease_token, lease_epoch) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, 1) \
     ON CONFLICT DO NOTHING RETURNING ",
     lease_columns!()
 );
 
-/// Acquire (or steal): compare-and-swap on the token; every acquire is a new generation.
+/// Acquire (or steal): compare-and-swap on the etag; every acquire is a new generation with a
+/// new lease token. (SQLite evaluates every `SET` expression on the old row, so `lease_epoch`
+/// gets the new epoch.)
 const ACQUIRE: &str = concat!(
-    "UPDATE ownership SET owner_id = ?5, etag = ?6, last_modified = ?7, epoch = epoch + 1 \
+    "UPDATE ownership SET owner_id = ?5, etag = ?6, last_modified = ?7, epoch = epoch + 1, \
+        lease_token = ?9, lease_epoch = epoch + 1 \
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
       AND etag = ?8 \
     RETURNING ",
     lease_columns!()
 );
 
-/// Takes the lease for `host` if its token is still `token` (`None`: if there is no lease).
+/// Takes the lease for `host` if its etag is still `etag` (`None`: if there is no lease).
 pub(crate) fn acquire(
     conn: &mut Connection,
     clock: &dyn Clock,
     key: &PartitionKey,
     host: &str,
-    token: Option<&str>,
+    etag: Option<&str>,
 ) -> Result<Lease> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read the clock under the write lock, so stamps follow the order of the writes.
     let stamp = to_nanos(clock.now_utc())?;
     let [ns, hub, cg, pid] = key_params(key);
-    let won = match token {
+    let won = match etag {
         None => tx
             .prepare_cached(ACQUIRE_NEW)?
             .query_row(
-                params![ns, hub, cg, pid, host, new_etag(), stamp],
+                params![ns, hub, cg, pid, host, new_etag(), stamp, new_etag()],
                 lease_from_row,
             )
             .optional()?,
-        Some(token) => tx
+        Some(etag) => tx
             .prepare_cached(ACQUIRE)?
             .query_row(
-                params![ns, hub, cg, pid, host, new_etag(), stamp, token],
+                params![ns, hub, cg, pid, host, new_etag(), stamp, etag, new_etag()],
                 lease_from_row,
             )
             .optional()?,
     };
     let Some(won) = won else {
-        let reason = match (get_lease(&tx, key)?, token) {
+        let reason = match (get_lease(&tx, key)?, etag) {
             (Some(current), None) => format!(
-                "the partition has a lease already ({}): get it and acquire it with its token",
+                "the partition has a lease already ({}): get it and acquire it with its etag",
                 describe(&current)
             ),
             (Some(current), Some(_)) => format!(
@@ -294,41 +376,47 @@ pub(crate) fn acquire(
     Ok(lease)
 }
 
-/// What a write by the holder of a lease changes.
+/// What a write by the holder of a lease changes. Each keeps the lease token (a release ends
+/// it) and rotates the etag.
 pub(crate) enum HeldWrite {
-    /// Rotate the token and refresh the time.
+    /// Rotate the etag and refresh the time.
     Renew,
-    /// Clear the owner, rotate the token and refresh the time.
+    /// Clear the owner and the token, rotate the etag and refresh the time.
     Release,
-    /// Store the context, rotate the token and refresh the time.
+    /// Store the context, rotate the etag and refresh the time.
     Update(Option<String>),
 }
 
+/// The tenure a held write presents: this owner, this token, and the epoch the token was
+/// issued at still current.
+macro_rules! held_by {
+    () => {
+        "WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
+           AND owner_id = ?5 AND lease_token = ?6 AND lease_epoch = epoch \
+         RETURNING "
+    };
+}
+
 const RENEW: &str = concat!(
-    "UPDATE ownership SET etag = ?7, last_modified = ?8 \
-    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
-      AND owner_id = ?5 AND etag = ?6 \
-    RETURNING ",
+    "UPDATE ownership SET etag = ?7, last_modified = ?8 ",
+    held_by!(),
     lease_columns!()
 );
 
 const RELEASE: &str = concat!(
-    "UPDATE ownership SET owner_id = NULL, etag = ?7, last_modified = ?8 \
-    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
-      AND owner_id = ?5 AND etag = ?6 \
-    RETURNING ",
+    "UPDATE ownership SET owner_id = NULL, etag = ?7, last_modified = ?8, \
+        lease_token = NULL, lease_epoch = NULL ",
+    held_by!(),
     lease_columns!()
 );
 
 const UPDATE_LEASE: &str = concat!(
-    "UPDATE ownership SET etag = ?7, last_modified = ?8, event_processor_context = ?9 \
-    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4 \
-      AND owner_id = ?5 AND etag = ?6 \
-    RETURNING ",
+    "UPDATE ownership SET etag = ?7, last_modified = ?8, event_processor_context = ?9 ",
+    held_by!(),
     lease_columns!()
 );
 
-/// Renews, releases or updates the lease while `owner` and `token` are the stored ones.
+/// Renews, releases or updates the lease while `owner` holds it under `token`.
 pub(crate) fn write_held(
     conn: &mut Connection,
     clock: &dyn Clock,
@@ -367,22 +455,14 @@ pub(crate) fn write_held(
     }
     .optional()?;
     let Some(won) = won else {
-        return Err(lost(&tx, key, owner, token));
+        return Err(match current_etag(&tx, key, owner, token) {
+            Err(e) => e,
+            Ok(_) => Error::internal("a held write changed nothing although its lease is current"),
+        });
     };
     let lease = with_time(won)?;
     tx.commit()?;
     Ok(lease)
-}
-
-/// The lease-lost error for a fenced write that changed nothing, with the reason read inside
-/// the same transaction.
-fn lost(tx: &Transaction<'_>, key: &PartitionKey, owner: &str, token: &str) -> Error {
-    let err = match check_owner(tx, key, owner, token) {
-        Err(e) => e,
-        Ok(()) => Error::internal("a fenced write changed nothing although its lease is current"),
-    };
-    tracing::debug!(partition_id = %key.partition_id, error = %err, "lease lost");
-    err
 }
 
 /// A short description of a stored lease for error messages.

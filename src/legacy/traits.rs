@@ -39,16 +39,16 @@ pub trait CheckpointManager: Send + Sync {
     async fn get_checkpoint(&self, partition_id: &str) -> Result<Option<Checkpoint>>;
 
     /// Writes `checkpoint` (and the lease's `event_processor_context`, as EventProcessorHost
-    /// keeps both in the lease) only while `lease`'s owner and token are the stored ones. The
-    /// check and the write are one transaction. The token is not rotated, so `lease` stays
-    /// valid.
+    /// keeps both in the lease) only while `lease`'s owner still holds the lease under its
+    /// token: the tenure `lease` was taken in. The check and the write are one transaction.
+    /// Renewals in between (through any copy) do not matter; nothing is rotated.
     ///
     /// A StartOfStream checkpoint (offset `"-1"`) is stored as the placeholder, not as a
     /// position.
     ///
     /// # Errors
     /// [`Error::OwnershipLost`](crate::Error::OwnershipLost) if the lease was taken, released,
-    /// renewed through another copy or deleted (nothing is written);
+    /// acquired again or deleted (nothing is written);
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) if the lease has no owner or
     /// token, names another partition than the checkpoint, or the checkpoint has an empty
     /// offset (or offset `"-1"` with a positive sequence number); storage errors.
@@ -65,9 +65,9 @@ pub trait CheckpointManager: Send + Sync {
 /// Per-partition leases for one host context, as EventProcessorHost's `AbstractLeaseManager`
 /// (Python) or `ILeaseManager` (.NET, Java) has them.
 ///
-/// Every write that presents a lease is a compare-and-swap on its token (the row's etag), the
-/// same one the modern API's claims use, so a legacy host and a modern processor never hold a
-/// partition at once. Every method reports failure as an [`Err`](crate::Error), never as
+/// Acquire and delete are a compare-and-swap on the lease's etag, the same one the modern
+/// API's claims use, so a legacy host and a modern processor never hold a partition at once;
+/// renew, release, update and checkpoints present the owner and the token of the tenure. Every method reports failure as an [`Err`](crate::Error), never as
 /// `false`; see the [module docs](super) for how each Python method maps here.
 #[async_trait]
 pub trait LeaseManager: Send + Sync {
@@ -112,37 +112,38 @@ pub trait LeaseManager: Send + Sync {
     /// Storage errors.
     async fn get_all_leases(&self) -> Result<Vec<Lease>>;
 
-    /// Returns the partition's lease, creating it released (no owner, epoch 0, a fresh token)
-    /// if there is none.
+    /// Returns the partition's lease, creating it released (no owner, no token, epoch 0, a
+    /// fresh etag) if there is none.
     ///
     /// # Errors
     /// As [`get_lease`](Self::get_lease).
     async fn create_lease_if_not_exists(&self, partition_id: &str) -> Result<Lease>;
 
-    /// Deletes the partition's lease if its token is still `lease.token`. A missing lease
-    /// counts as success; the checkpoint is not touched.
+    /// Deletes the partition's lease if its etag is still `lease.etag` (nobody wrote it since
+    /// it was read). A missing lease counts as success; the checkpoint is not touched.
     ///
     /// # Errors
-    /// [`Error::OwnershipLost`](crate::Error::OwnershipLost) if the stored token is another
+    /// [`Error::OwnershipLost`](crate::Error::OwnershipLost) if the stored etag is another
     /// (nothing is deleted); [`Error::InvalidArgument`](crate::Error::InvalidArgument) if the
-    /// lease has no token; storage errors.
+    /// lease has no etag; storage errors.
     async fn delete_lease(&self, lease: &Lease) -> Result<()>;
 
     /// Takes the lease for this host, whoever holds it now: stealing is allowed, as in
-    /// EventProcessorHost. It wins only if the stored token is still `lease.token` (or, for a
-    /// lease without a token, if the partition has no lease yet). On success the epoch goes up
-    /// by 1, the token is rotated, and `lease` learns the new owner, token, epoch, context and
-    /// time.
+    /// EventProcessorHost. It wins only if the stored etag is still `lease.etag` (or, for a
+    /// lease without an etag, if the partition has no lease yet). On success the epoch goes up
+    /// by 1, a new token is issued, and `lease` learns the new owner, token, etag, epoch,
+    /// context and time.
     ///
     /// # Errors
     /// [`Error::OwnershipLost`](crate::Error::OwnershipLost) if the lease changed since `lease`
-    /// was read (renewed, taken or released by someone else), or `lease` has no token and the
+    /// was read (renewed, taken or released by someone else), or `lease` has no etag and the
     /// partition has a lease already: get it again before retrying. Storage errors.
     async fn acquire_lease(&self, lease: &mut Lease) -> Result<()>;
 
-    /// Extends the lease: it wins only while `lease`'s owner and token are the stored ones,
-    /// even past its duration if nobody took it meanwhile. The token is rotated and the time
-    /// refreshed; `lease` learns both. The epoch stays.
+    /// Extends the lease: it wins only while `lease`'s owner holds it under `lease.token`,
+    /// even past its duration if nobody took it meanwhile (any copy of this tenure renews).
+    /// The token and the epoch stay; the etag rotates and the time is refreshed, and `lease`
+    /// learns both.
     ///
     /// # Errors
     /// [`Error::OwnershipLost`](crate::Error::OwnershipLost) if the lease was taken, released
@@ -150,16 +151,17 @@ pub trait LeaseManager: Send + Sync {
     /// if `lease` has no owner or token; storage errors.
     async fn renew_lease(&self, lease: &mut Lease) -> Result<()>;
 
-    /// Gives the lease up: the owner is cleared, the token rotated, the epoch kept. Wins only
-    /// while `lease`'s owner and token are the stored ones; `lease` learns the new state.
+    /// Gives the lease up: the owner and the token are cleared, the etag rotated, the epoch
+    /// kept. Wins only while `lease`'s owner holds it under `lease.token`; `lease` learns the
+    /// new state.
     ///
     /// # Errors
     /// As [`renew_lease`](Self::renew_lease): releasing a lease that was taken fails.
     async fn release_lease(&self, lease: &mut Lease) -> Result<()>;
 
     /// Stores `lease.event_processor_context`, renewing the lease in the same write (the token
-    /// is rotated and `lease` learns it). Wins only while `lease`'s owner and token are the
-    /// stored ones.
+    /// stays, the etag rotates and `lease` learns it). Wins only while `lease`'s owner holds the
+    /// lease under `lease.token`.
     ///
     /// # Errors
     /// As [`renew_lease`](Self::renew_lease), and

@@ -140,8 +140,8 @@ async fn update_checkpoint_writes_while_the_lease_is_held() {
         modern_position(&s, "0"),
         Some((Some("8591964920".into()), Some(960180)))
     );
-    // The token is not rotated: the same lease keeps working.
-    assert_eq!(stored(&s, "0").unwrap().1, lease.token.clone().unwrap());
+    // A checkpoint rotates neither the token nor the etag: the same lease keeps working.
+    assert_eq!(stored(&s, "0").unwrap().1, lease.etag.clone().unwrap());
     m.update_checkpoint(&lease, &Checkpoint::at("0", "8591965000", 960181))
         .await
         .unwrap();
@@ -304,7 +304,8 @@ async fn create_lease_makes_a_released_lease_once_and_get_reads_it() {
     assert_eq!(created.epoch, 0);
     assert_eq!(created.event_processor_context, None);
     assert_eq!(created.last_modified_time, Some(clock.now()));
-    assert!(created.token.is_some(), "a stored lease has a token");
+    assert!(created.etag.is_some(), "a stored lease has an etag");
+    assert_eq!(created.token, None, "a released lease has no token");
     assert!(
         m.is_expired(&created),
         "a released lease is free to acquire"
@@ -315,7 +316,7 @@ async fn create_lease_makes_a_released_lease_once_and_get_reads_it() {
     let again = m.create_lease_if_not_exists("0").await.unwrap();
     assert_eq!(again, created, "an existing lease is returned unchanged");
     // The modern API sees the same row: a released ownership.
-    assert_eq!(stored(&s, "0"), Some((None, created.token.unwrap())));
+    assert_eq!(stored(&s, "0"), Some((None, created.etag.unwrap())));
 }
 
 #[tokio::test]
@@ -360,14 +361,21 @@ async fn acquire_takes_the_lease_and_raises_the_epoch_by_one() {
     m.acquire_lease(&mut lease).await.unwrap();
     assert_eq!(lease.owner.as_deref(), Some("a"));
     assert_eq!(lease.epoch, 1);
-    assert_ne!(lease.token, before.token);
+    assert!(lease.token.is_some(), "an acquire issues a token");
+    assert_ne!(lease.etag, before.etag);
     assert_eq!(lease.last_modified_time, Some(clock.now()));
     assert_eq!(m.get_lease("0").await.unwrap(), Some(lease.clone()));
     assert!(!m.is_expired(&lease));
 
-    // Acquiring again (here: by the holder itself) is a new generation too.
+    // Acquiring again (here: by the holder itself) is a new generation too, with a new token.
+    let first_tenure = lease.clone();
     m.acquire_lease(&mut lease).await.unwrap();
     assert_eq!(lease.epoch, 2);
+    assert_ne!(lease.token, first_tenure.token);
+    check_lost(
+        m.update_checkpoint(&first_tenure, &Checkpoint::at("0", "1", 1))
+            .await,
+    );
 
     // A stale copy loses and changes nothing.
     let mut stale = before;
@@ -396,29 +404,179 @@ async fn acquire_without_a_token_only_creates() {
 }
 
 #[tokio::test]
-async fn renew_rotates_the_token_and_the_caller_learns_it() {
+async fn renew_keeps_the_token_rotates_the_etag_and_the_caller_learns_it() {
     let (clock, s) = clocked();
     let m = host(&s, "a");
     let mut lease = held(&m, "0").await;
     let old = lease.clone();
     clock.advance_secs(10);
     m.renew_lease(&mut lease).await.unwrap();
-    assert_ne!(lease.token, old.token);
+    assert_eq!(lease.token, old.token, "a renewal keeps the token");
+    assert_ne!(
+        lease.etag, old.etag,
+        "a renewal is a write: the etag rotates"
+    );
     assert_eq!(
         stored(&s, "0"),
-        Some((Some("a".into()), lease.token.clone().unwrap()))
+        Some((Some("a".into()), lease.etag.clone().unwrap()))
     );
     assert_eq!(lease.epoch, old.epoch, "renewing is not a new generation");
     assert_eq!(lease.last_modified_time, Some(clock.now()));
 
-    // The copy from before the renewal is stale now.
-    let mut stale = old;
-    check_lost(m.renew_lease(&mut stale).await);
+    // The copy from before the renewal is of the same tenure: it still renews.
+    let mut older = old;
+    m.renew_lease(&mut older).await.unwrap();
+    m.renew_lease(&mut lease).await.unwrap();
+}
+
+/// EventProcessorHost renews one copy of a lease while its pump checkpoints with another it
+/// got a cycle earlier: checkpoints with the older copy must keep working until the lease is
+/// lost, and stop exactly then.
+#[tokio::test]
+async fn two_copies_of_one_lease_checkpoint_across_renewals_until_it_is_lost() {
+    let (clock, s) = clocked();
+    let a = host(&s, "a");
+    let b = host(&s, "b");
+    let pumps_copy = held(&a, "0").await;
+    let mut renewed = a.get_lease("0").await.unwrap().unwrap();
+    assert_eq!(renewed, pumps_copy, "both copies read the same tenure");
+    for i in 1..=5_i64 {
+        clock.advance_secs(10);
+        a.renew_lease(&mut renewed).await.unwrap();
+        assert_ne!(
+            renewed.etag, pumps_copy.etag,
+            "renewal {i} rotated the etag"
+        );
+        // The pump's copy is from before every renewal; its checkpoint is written.
+        a.update_checkpoint(&pumps_copy, &Checkpoint::at("0", (i * 100).to_string(), i))
+            .await
+            .unwrap();
+        assert_eq!(
+            modern_position(&s, "0"),
+            Some((Some((i * 100).to_string()), Some(i)))
+        );
+    }
+    // After a release neither copy writes.
+    let mut released = renewed.clone();
+    a.release_lease(&mut released).await.unwrap();
+    assert_eq!(released.token, None);
     check_lost(
-        m.update_checkpoint(&stale, &Checkpoint::at("0", "1", 1))
+        a.update_checkpoint(&pumps_copy, &Checkpoint::at("0", "600", 6))
             .await,
     );
-    m.renew_lease(&mut lease).await.unwrap();
+    check_lost(a.renew_lease(&mut renewed.clone()).await);
+
+    // Acquired again: a new tenure; the old copies stay out, the new one writes.
+    let mut again = a.get_lease("0").await.unwrap().unwrap();
+    a.acquire_lease(&mut again).await.unwrap();
+    check_lost(
+        a.update_checkpoint(&pumps_copy, &Checkpoint::at("0", "600", 6))
+            .await,
+    );
+    check_lost(a.renew_lease(&mut renewed.clone()).await);
+    let second_copy = again.clone();
+    a.renew_lease(&mut again).await.unwrap();
+    a.update_checkpoint(&second_copy, &Checkpoint::at("0", "700", 7))
+        .await
+        .unwrap();
+
+    // Stolen by b: a's copies (renewed or not) are out at once, b's older copy writes.
+    let mut b_lease = b.get_lease("0").await.unwrap().unwrap();
+    b.acquire_lease(&mut b_lease).await.unwrap();
+    let b_older = b_lease.clone();
+    b.renew_lease(&mut b_lease).await.unwrap();
+    for copy in [&second_copy, &again] {
+        check_lost(
+            a.update_checkpoint(copy, &Checkpoint::at("0", "800", 8))
+                .await,
+        );
+    }
+    b.update_checkpoint(&b_older, &Checkpoint::at("0", "900", 9))
+        .await
+        .unwrap();
+
+    // Taken by a modern processor with the etag it listed: b's copies are out.
+    let listed = s.list_ownerships(NS, HUB, GROUP).await.unwrap().remove(0);
+    let won = s
+        .claim_ownership(&[Ownership {
+            owner_id: Some("modern".into()),
+            ..listed
+        }])
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    check_lost(
+        b.update_checkpoint(&b_older, &Checkpoint::at("0", "1000", 10))
+            .await,
+    );
+    check_lost(b.renew_lease(&mut b_lease).await);
+    assert_eq!(
+        a.get_lease("0").await.unwrap().unwrap().token,
+        None,
+        "a lease a modern processor holds has no legacy token"
+    );
+    // A modern processor that happens to use b's name takes it next (a new generation): b's
+    // copies are from an earlier tenure and stay out although the owner matches again.
+    let won = s
+        .claim_ownership(&[Ownership {
+            owner_id: Some("b".into()),
+            ..won[0].clone()
+        }])
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    check_lost(
+        b.update_checkpoint(&b_older, &Checkpoint::at("0", "1000", 10))
+            .await,
+    );
+    check_lost(b.renew_lease(&mut b_lease).await);
+    assert_eq!(
+        modern_position(&s, "0"),
+        Some((Some("900".into()), Some(9))),
+        "no fenced-out write landed"
+    );
+}
+
+/// The race the real EventProcessorHost loop runs: one task renews the lease as fast as it
+/// can while another checkpoints with a copy from before all those renewals. Every checkpoint
+/// must be written (none may fail because a renewal landed between its token check and its
+/// commit), and the last one must be what the store holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_with_an_old_copy_never_fail_while_another_copy_renews() {
+    let (_dir, _path, s) = file_store_with(
+        StoreOptions::new().with_durability(eventhubs_checkpointstore_sqlite::Durability::Normal),
+    );
+    let m = host(&s, "a");
+    let pumps_copy = held(&m, "0").await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewer = {
+        let (m, stop) = (m.clone(), stop.clone());
+        let mut lease = pumps_copy.clone();
+        tokio::spawn(async move {
+            let mut renewals = 0_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                m.renew_lease(&mut lease).await.unwrap();
+                renewals += 1;
+            }
+            renewals
+        })
+    };
+    let checkpoints = size("EHCS_LEGACY_RACE_CHECKPOINTS", 2_000, 20_000) as i64;
+    for i in 1..=checkpoints {
+        m.update_checkpoint(&pumps_copy, &Checkpoint::at("0", i.to_string(), i))
+            .await
+            .unwrap_or_else(|e| panic!("checkpoint {i} failed: {e}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let renewals = renewer.await.unwrap();
+    assert!(
+        renewals > 100,
+        "the renewals must overlap the checkpoints: {renewals}"
+    );
+    assert_eq!(
+        m.get_checkpoint("0").await.unwrap(),
+        Some(Checkpoint::at("0", checkpoints.to_string(), checkpoints))
+    );
 }
 
 #[tokio::test]
@@ -432,7 +590,8 @@ async fn release_clears_the_owner_and_keeps_the_epoch() {
     assert_eq!(lease.owner, None);
     assert_eq!(lease.epoch, 1);
     assert!(a.is_expired(&lease));
-    assert_eq!(stored(&s, "0"), Some((None, lease.token.clone().unwrap())));
+    assert_eq!(lease.token, None, "a release ends the token");
+    assert_eq!(stored(&s, "0"), Some((None, lease.etag.clone().unwrap())));
 
     // Nothing the old holder had still works.
     let mut stale = held_copy.clone();
@@ -460,7 +619,8 @@ async fn update_lease_stores_the_context_and_renews() {
     let old = lease.clone();
     lease.event_processor_context = Some(r#"{"batch":7}"#.into());
     a.update_lease(&mut lease).await.unwrap();
-    assert_ne!(lease.token, old.token, "update renews: a new token");
+    assert_eq!(lease.token, old.token, "update renews: the same token");
+    assert_ne!(lease.etag, old.etag, "update renews: a new etag");
     let read = a.get_lease("0").await.unwrap().unwrap();
     assert_eq!(
         read.event_processor_context.as_deref(),
@@ -468,12 +628,16 @@ async fn update_lease_stores_the_context_and_renews() {
     );
     assert_eq!(read, lease);
 
-    // A stale copy cannot overwrite it.
+    // A copy of an earlier tenure cannot overwrite it.
+    let mut reacquired = lease.clone();
+    a.acquire_lease(&mut reacquired).await.unwrap();
     let mut stale = Lease {
         event_processor_context: Some("stale".into()),
         ..old
     };
     check_lost(a.update_lease(&mut stale).await);
+    a.update_lease(&mut reacquired).await.unwrap();
+    let mut lease = reacquired;
 
     // update_checkpoint stores the context beside the position, as EPH's lease blob did.
     lease.event_processor_context = Some(r#"{"batch":8}"#.into());
@@ -511,7 +675,7 @@ async fn update_lease_stores_the_context_and_renews() {
 }
 
 #[tokio::test]
-async fn delete_lease_is_fenced_by_the_token_and_a_missing_one_is_fine() {
+async fn delete_lease_is_fenced_by_the_etag_and_a_missing_one_is_fine() {
     let s = store();
     let m = host(&s, "a");
     let mut lease = held(&m, "0").await;
@@ -529,7 +693,7 @@ async fn delete_lease_is_fenced_by_the_token_and_a_missing_one_is_fine() {
     m.delete_lease(&lease).await.unwrap();
     assert_eq!(m.get_lease("0").await.unwrap(), None);
     m.delete_lease(&lease).await.unwrap();
-    check_invalid(m.delete_lease(&Lease::new("0")).await, "lease.token");
+    check_invalid(m.delete_lease(&Lease::new("0")).await, "lease.etag");
     // The checkpoint is not the lease.
     assert_eq!(
         m.get_checkpoint("0").await.unwrap(),
@@ -710,7 +874,7 @@ async fn epoch_rises_with_every_change_of_owner_and_never_falls() {
     b.acquire_lease(&mut b_lease).await.unwrap();
     steps.push(("b steals", epoch().await, true));
     let won = s
-        .claim_ownership(&[modern(b_lease.token.clone().unwrap(), Some("m"))])
+        .claim_ownership(&[modern(b_lease.etag.clone().unwrap(), Some("m"))])
         .await
         .unwrap();
     steps.push(("modern m steals", epoch().await, true));
@@ -766,9 +930,9 @@ async fn mixed_fleet_takes_turns_and_shares_positions() {
     let mut last_epoch = legacy_lease.epoch;
     for round in 1..=40_i64 {
         if round % 2 == 1 {
-            // The modern processor steals with the etag it listed: the legacy host's token.
+            // The modern processor steals with the etag it listed: the legacy host's etag.
             let listed = s.list_ownerships(NS, HUB, GROUP).await.unwrap().remove(0);
-            assert_eq!(listed.etag, legacy_lease.token, "round {round}");
+            assert_eq!(listed.etag, legacy_lease.etag, "round {round}");
             let won = s
                 .claim_ownership(&[Ownership {
                     owner_id: Some("modern".into()),
@@ -802,7 +966,8 @@ async fn mixed_fleet_takes_turns_and_shares_positions() {
             let mut lease = legacy.get_lease("0").await.unwrap().unwrap();
             let theirs = modern.clone().unwrap();
             assert_eq!(lease.owner.as_deref(), Some("modern"));
-            assert_eq!(lease.token, theirs.etag, "round {round}");
+            assert_eq!(lease.etag, theirs.etag, "round {round}");
+            assert_eq!(lease.token, None, "round {round}: no legacy tenure");
             legacy.acquire_lease(&mut lease).await.unwrap();
             // The modern processor is fenced out and its renewal loses.
             let err = s
@@ -898,7 +1063,7 @@ async fn legacy_actor(
     for _ in 0..ROUNDS {
         for p in PARTITIONS {
             if let Some(mut lease) = mine.remove(p) {
-                let presented = lease.token.clone().unwrap();
+                let presented = lease.etag.clone().unwrap();
                 let result = match rng.next(10) {
                     0 => manager.release_lease(&mut lease).await.map(|()| true),
                     1..=3 => manager.renew_lease(&mut lease).await.map(|()| true),
@@ -928,7 +1093,7 @@ async fn legacy_actor(
                                 partition: p.into(),
                                 actor: name.clone(),
                                 presented,
-                                new: lease.token.clone().unwrap(),
+                                new: lease.etag.clone().unwrap(),
                                 owner: lease.owner.clone(),
                                 epoch: Some(lease.epoch),
                                 kind: Kind::LegacyKeep,
@@ -942,14 +1107,14 @@ async fn legacy_actor(
                 }
             } else if rng.next(3) == 0 {
                 let mut lease = manager.get_lease(p).await.unwrap().unwrap();
-                let presented = lease.token.clone().unwrap();
+                let presented = lease.etag.clone().unwrap();
                 match manager.acquire_lease(&mut lease).await {
                     Ok(()) => {
                         transitions.lock().unwrap().push(Transition {
                             partition: p.into(),
                             actor: name.clone(),
                             presented,
-                            new: lease.token.clone().unwrap(),
+                            new: lease.etag.clone().unwrap(),
                             owner: lease.owner.clone(),
                             epoch: Some(lease.epoch),
                             kind: Kind::LegacyAcquire,
@@ -1043,7 +1208,7 @@ async fn mixed_fleet_never_has_two_owners_over_many_concurrent_rounds() {
     let mut roots = std::collections::HashMap::new();
     for p in PARTITIONS {
         let lease = setup.create_lease_if_not_exists(p).await.unwrap();
-        roots.insert(p.to_owned(), lease.token.unwrap());
+        roots.insert(p.to_owned(), lease.etag.unwrap());
     }
     let seq = Arc::new(std::sync::atomic::AtomicI64::new(1));
     let transitions: Log<Transition> = Default::default();
@@ -1128,7 +1293,7 @@ async fn mixed_fleet_never_has_two_owners_over_many_concurrent_rounds() {
         );
         let stored_lease = final_leases.iter().find(|l| l.partition_id == p).unwrap();
         assert_eq!(
-            stored_lease.token.as_deref(),
+            stored_lease.etag.as_deref(),
             Some(etag.as_str()),
             "partition {p}"
         );
