@@ -8,6 +8,13 @@ mod eph;
 mod error;
 pub mod export;
 pub mod legacy;
+// Until src/migrate/mod.rs exists (LAYOUT.md, tag structure-lib), `migrate::blob` is declared
+// here; it moves under `migrate` then.
+#[cfg(feature = "blob")]
+pub mod migrate {
+    //! Moving positions in and out of the store.
+    pub mod blob;
+}
 mod model;
 mod options;
 mod schema;
