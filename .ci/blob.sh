@@ -3,7 +3,7 @@
 # Blob Storage and back, checked against Azurite and the official Rust (0.9) and Python
 # (azure-eventhub-checkpointstoreblob-aio 1.2.0) Blob stores. Makes a venv in target/blob-venv
 # for the Python store, builds tests/blob-reference, starts a fresh Azurite (.ci/azurite.sh) and
-# runs tests/blob_move.rs (library) and tests/blob_cli.rs (the `eh-checkpoints blob` commands).
+# runs the `blob_move` tests of tests/it (the library and the `eh-checkpoints blob` commands).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,4 +39,4 @@ EHCS_BLOB_ACCOUNT_URL="$AZURITE_ACCOUNT_URL" \
 BLOB_REFERENCE="$PWD/target/blob-reference/debug/blob-reference" \
 BLOB_PYTHON="$PWD/$venv/bin/python" \
 EHCS_REQUIRE_AZURITE=1 \
-  cargo test --locked --all-features --test blob_move -- --nocapture
+  cargo test --locked --all-features --test it blob_move:: -- --nocapture

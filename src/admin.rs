@@ -1,8 +1,10 @@
 //! Store-wide administration: the groups a store holds, deleting checkpoints, an integrity
 //! report and an online backup. These are what `eh-checkpoints` is built on.
 //!
-//! Every function here is synchronous and runs on the calling thread, like the `blocking_*`
-//! methods; from async code, call them inside `tokio::task::spawn_blocking`.
+//! Every method here blocks: it runs on the calling thread, hence the `blocking_` prefix. From
+//! async code, call them inside `tokio::task::spawn_blocking`.
+//!
+//! This area depends on the core (model, schema, store) and on nothing else of the crate.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::{GroupKey, PartitionKey};
 use crate::schema;
-use crate::store::{create_private, SqliteCheckpointStore};
+use crate::store::{create_private, ops, SqliteCheckpointStore};
 
 /// One (namespace, event hub, consumer group) that has rows in the store, with its counts.
 ///
@@ -37,7 +39,7 @@ pub struct GroupSummary {
     pub placeholders: u64,
 }
 
-/// What [`SqliteCheckpointStore::check`] found.
+/// What [`SqliteCheckpointStore::blocking_check`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
     /// The database file, or `None` in memory.
@@ -89,7 +91,7 @@ pub struct RowCounts {
     pub placeholders: u64,
 }
 
-/// What [`SqliteCheckpointStore::backup_to`] wrote.
+/// What [`SqliteCheckpointStore::blocking_backup_to`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupReport {
     /// The new file.
@@ -117,15 +119,8 @@ const GROUPS: &str = "\
     GROUP BY namespace, event_hub, consumer_group \
     ORDER BY namespace, event_hub, consumer_group";
 
-const DELETE_CHECKPOINT: &str = "\
-    DELETE FROM checkpoint \
-    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
-
 const DELETE_GROUP_CHECKPOINTS: &str = "\
     DELETE FROM checkpoint WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3";
-
-const DELETE_GROUP_OWNERSHIPS: &str = "\
-    DELETE FROM ownership WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3";
 
 fn groups(conn: &Connection) -> Result<Vec<GroupSummary>> {
     let mut stmt = conn.prepare_cached(GROUPS)?;
@@ -177,13 +172,6 @@ fn file_size(path: &Path) -> Result<Option<u64>> {
     }
 }
 
-/// `path` with `suffix` appended to its file name, as SQLite names the `-wal` file.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
 impl SqliteCheckpointStore {
     /// Every (namespace, event hub, consumer group) with a row in either table, sorted, with
     /// its counts. The names are the stored, lowercase ones; pass them to any list or claim.
@@ -200,7 +188,7 @@ impl SqliteCheckpointStore {
     ///     sequence_number: Some(7),
     ///     ..Checkpoint::default()
     /// })?;
-    /// let groups = store.groups()?;
+    /// let groups = store.blocking_groups()?;
     /// assert_eq!(groups.len(), 1);
     /// assert_eq!(groups[0].consumer_group, "$default");
     /// assert_eq!(groups[0].checkpoints, 1);
@@ -210,7 +198,7 @@ impl SqliteCheckpointStore {
     /// # Errors
     /// Storage errors: [`Error::Busy`] past the busy timeout, [`Error::NotADatabase`] if the
     /// file turns out to be corrupt.
-    pub fn groups(&self) -> Result<Vec<GroupSummary>> {
+    pub fn blocking_groups(&self) -> Result<Vec<GroupSummary>> {
         self.with_conn(|_, c| groups(c))
     }
 
@@ -229,15 +217,15 @@ impl SqliteCheckpointStore {
     ///     offset: Some("100".into()),
     ///     sequence_number: Some(7),
     /// })?;
-    /// assert!(store.delete_checkpoint("ns", "hub", "$default", "0")?);
-    /// assert!(!store.delete_checkpoint("ns", "hub", "$default", "0")?);
+    /// assert!(store.blocking_delete_checkpoint("ns", "hub", "$default", "0")?);
+    /// assert!(!store.blocking_delete_checkpoint("ns", "hub", "$default", "0")?);
     /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
     /// ```
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty or oversized name; storage errors as for
     /// [`update_checkpoint`](crate::CheckpointStore::update_checkpoint).
-    pub fn delete_checkpoint(
+    pub fn blocking_delete_checkpoint(
         &self,
         fully_qualified_namespace: &str,
         event_hub_name: &str,
@@ -252,14 +240,9 @@ impl SqliteCheckpointStore {
         )?;
         self.with_conn(|_, c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n = tx.prepare_cached(DELETE_CHECKPOINT)?.execute(params![
-                k.namespace,
-                k.event_hub,
-                k.consumer_group,
-                k.partition_id
-            ])?;
+            let deleted = ops::delete_checkpoint(&tx, &k)?;
             tx.commit()?;
-            Ok(n == 1)
+            Ok(deleted)
         })
     }
 
@@ -268,8 +251,8 @@ impl SqliteCheckpointStore {
     /// not touched.
     ///
     /// # Errors
-    /// As [`delete_checkpoint`](Self::delete_checkpoint).
-    pub fn delete_checkpoints(
+    /// As [`blocking_delete_checkpoint`](Self::blocking_delete_checkpoint).
+    pub fn blocking_delete_checkpoints(
         &self,
         fully_qualified_namespace: &str,
         event_hub_name: &str,
@@ -303,14 +286,14 @@ impl SqliteCheckpointStore {
     ///     owner_id: Some("a".into()),
     ///     ..Ownership::default()
     /// }])?;
-    /// assert_eq!(store.delete_group("ns", "hub", "$default")?, (1, 0));
-    /// assert!(store.groups()?.is_empty());
+    /// assert_eq!(store.blocking_delete_group("ns", "hub", "$default")?, (1, 0));
+    /// assert!(store.blocking_groups()?.is_empty());
     /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
     /// ```
     ///
     /// # Errors
-    /// As [`delete_checkpoint`](Self::delete_checkpoint).
-    pub fn delete_group(
+    /// As [`blocking_delete_checkpoint`](Self::blocking_delete_checkpoint).
+    pub fn blocking_delete_group(
         &self,
         fully_qualified_namespace: &str,
         event_hub_name: &str,
@@ -319,11 +302,12 @@ impl SqliteCheckpointStore {
         let g = GroupKey::new(fully_qualified_namespace, event_hub_name, consumer_group)?;
         self.with_conn(|_, c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let args = params![g.namespace, g.event_hub, g.consumer_group];
-            let owners = tx.prepare_cached(DELETE_GROUP_OWNERSHIPS)?.execute(args)?;
-            let checkpoints = tx.prepare_cached(DELETE_GROUP_CHECKPOINTS)?.execute(args)?;
+            let owners = ops::delete_group_ownerships(&tx, &g)?;
+            let checkpoints = tx
+                .prepare_cached(DELETE_GROUP_CHECKPOINTS)?
+                .execute(params![g.namespace, g.event_hub, g.consumer_group])?;
             tx.commit()?;
-            Ok((owners as u64, checkpoints as u64))
+            Ok((owners, checkpoints as u64))
         })
     }
 
@@ -335,7 +319,7 @@ impl SqliteCheckpointStore {
     ///
     /// ```
     /// let store = eventhubs_checkpointstore_sqlite::SqliteCheckpointStore::open_in_memory()?;
-    /// let report = store.check()?;
+    /// let report = store.blocking_check()?;
     /// assert!(report.is_ok());
     /// assert_eq!(report.schema_version, report.supported_schema_version);
     /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
@@ -345,7 +329,7 @@ impl SqliteCheckpointStore {
     /// [`Error::Busy`] if no connection is free within the busy timeout, [`Error::Io`] if the
     /// file's size cannot be read, and [`Error::NotADatabase`] if SQLite cannot read even the
     /// header.
-    pub fn check(&self) -> Result<CheckReport> {
+    pub fn blocking_check(&self) -> Result<CheckReport> {
         let path = self.path().map(ToOwned::to_owned);
         let mut report = self.with_conn(|_, c| {
             let integrity = match integrity_lines(c) {
@@ -372,7 +356,7 @@ impl SqliteCheckpointStore {
         })?;
         if let Some(p) = &path {
             report.file_size = file_size(p)?;
-            report.wal_size = file_size(&with_suffix(p, "-wal"))?;
+            report.wal_size = file_size(&schema::side_file(p, "-wal"))?;
         }
         report.path = path;
         Ok(report)
@@ -389,7 +373,7 @@ impl SqliteCheckpointStore {
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// let store = eventhubs_checkpointstore_sqlite::SqliteCheckpointStore::open_in_memory()?;
-    /// let report = store.backup_to(dir.path().join("backup.db"))?;
+    /// let report = store.blocking_backup_to(dir.path().join("backup.db"))?;
     /// assert!(report.bytes > 0);
     /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
     /// ```
@@ -399,7 +383,7 @@ impl SqliteCheckpointStore {
     /// overwrites a file. [`Error::Io`] if it cannot be created; [`Error::Busy`] if the copy
     /// could not start within the busy timeout. On any error after `dest` was created, the
     /// partial file is removed.
-    pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+    pub fn blocking_backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
         let dest = dest.as_ref();
         if dest.exists() {
             return Err(Error::invalid(
@@ -415,7 +399,7 @@ impl SqliteCheckpointStore {
         if result.is_err() {
             // Only a file this call created is removed; best effort, the error says the rest.
             let _ = std::fs::remove_file(dest);
-            let _ = std::fs::remove_file(with_suffix(dest, "-journal"));
+            let _ = std::fs::remove_file(schema::side_file(dest, "-journal"));
         }
         result
     }

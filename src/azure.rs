@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::model::{Checkpoint, Ownership};
 use crate::store::SqliteCheckpointStore;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 impl From<models::Ownership> for Ownership {
     /// Lossless: the etag's text is kept as it is, quotes included.
     fn from(o: models::Ownership) -> Self {
@@ -28,6 +29,7 @@ impl From<models::Ownership> for Ownership {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 impl From<Ownership> for models::Ownership {
     /// Lossless: the etag's text becomes an [`Etag`] as it is.
     fn from(o: Ownership) -> Self {
@@ -43,6 +45,7 @@ impl From<Ownership> for models::Ownership {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 impl From<models::Checkpoint> for Checkpoint {
     fn from(c: models::Checkpoint) -> Self {
         Checkpoint {
@@ -56,6 +59,7 @@ impl From<models::Checkpoint> for Checkpoint {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 impl From<Checkpoint> for models::Checkpoint {
     fn from(c: Checkpoint) -> Self {
         models::Checkpoint {
@@ -69,6 +73,7 @@ impl From<Checkpoint> for models::Checkpoint {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 impl From<Error> for azure_core::Error {
     /// Keeps our error as the source (get it back with `downcast_ref::<Error>()`) and picks the
     /// kind a caller of the official SDK checks for:
@@ -111,6 +116,7 @@ fn unquote(etag: String) -> String {
 /// (never an error, because `EventProcessor` stops on any claim error), every won claim has a
 /// new etag and time, the three names match case-insensitively, and a release reads back as
 /// `owner_id: None`. See the crate docs for the differences from the Blob store.
+#[cfg_attr(docsrs, doc(cfg(feature = "azure")))]
 #[async_trait::async_trait]
 impl azure_messaging_eventhubs::CheckpointStore for SqliteCheckpointStore {
     async fn claim_ownership(

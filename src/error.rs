@@ -237,9 +237,7 @@ fn file_size_limit_reached(db: &std::path::Path) -> Option<u64> {
         .parse()
         .ok()?;
     let reached = ["", "-wal", "-shm", "-journal"].iter().any(|suffix| {
-        let mut name = db.as_os_str().to_owned();
-        name.push(suffix);
-        std::fs::metadata(name).is_ok_and(|m| m.len() >= soft)
+        std::fs::metadata(crate::schema::side_file(db, suffix)).is_ok_and(|m| m.len() >= soft)
     });
     reached.then_some(soft)
 }

@@ -12,6 +12,9 @@ pub const MAX_NAME_LEN: usize = 1024;
 /// The longest offset accepted, in bytes. Offsets are opaque strings; today's are short.
 pub const MAX_OFFSET_LEN: usize = 4096;
 
+/// The longest legacy lease `event_processor_context` accepted, in bytes.
+pub const MAX_CONTEXT_LEN: usize = 64 * 1024;
+
 /// Who owns a partition, as the official Rust SDK's `models::Ownership` has it.
 ///
 /// `owner_id` of `None` (or `Some("")` on input) means the partition is released. `etag` and

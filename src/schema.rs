@@ -93,7 +93,7 @@ fn explain(conn: &Connection, err: rusqlite::Error) -> rusqlite::Error {
         // The database file itself opened for writing, so what SQLite could not open is its
         // `-wal` or `-shm`: they are missing and could not be created beside it.
         Some(ErrorCode::CannotOpen)
-            if !sidecar(path, "-wal").exists() || !sidecar(path, "-shm").exists() =>
+            if !side_file(path, "-wal").exists() || !side_file(path, "-shm").exists() =>
         {
             failure(
                 ffi::SQLITE_READONLY_DIRECTORY,
@@ -116,8 +116,9 @@ fn code(err: &rusqlite::Error) -> Option<ErrorCode> {
     })
 }
 
-/// `path` with `suffix` appended to its file name, as SQLite names the `-wal` and `-shm` files.
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` appended to its file name, as SQLite names its `-wal`, `-shm` and
+/// `-journal` files.
+pub(crate) fn side_file(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

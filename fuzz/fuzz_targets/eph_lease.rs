@@ -3,7 +3,8 @@
 //! `InvalidArgument` without a write. Never a panic.
 #![no_main]
 
-use eventhubs_checkpointstore_sqlite::{Checkpoint, EphLease, Error, SqliteCheckpointStore};
+use eventhubs_checkpointstore_sqlite::migrate::{eph::EphLease, OnConflict};
+use eventhubs_checkpointstore_sqlite::{Checkpoint, Error, SqliteCheckpointStore};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let store = SqliteCheckpointStore::open_in_memory().expect("in-memory store");
-    let imported = store.import_eph("ns", "hub", "$Default", std::slice::from_ref(&lease), false);
+    let imported = store.blocking_import_eph("ns", "hub", "$Default", std::slice::from_ref(&lease),OnConflict::Refuse);
     let stored = store
         .blocking_list_checkpoints("ns", "hub", "$Default")
         .expect("list");

@@ -3,7 +3,8 @@
 //! `InvalidArgument` or `Conflict` without a write. Never a panic.
 #![no_main]
 
-use eventhubs_checkpointstore_sqlite::{Checkpoint, Error, SqliteCheckpointStore, StoreExport};
+use eventhubs_checkpointstore_sqlite::migrate::{export::StoreExport, OnConflict};
+use eventhubs_checkpointstore_sqlite::{Checkpoint, Error, SqliteCheckpointStore};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,15 +28,19 @@ fuzz_target!(|data: &[u8]| {
             sequence_number: Some(1),
         })
         .expect("seed row");
-    let before = store.export().expect("export");
-    let overwrite = data.first().is_some_and(|b| b % 2 == 0);
-    match store.import(&export, overwrite) {
+    let before = store.blocking_export().expect("export");
+    let on_conflict = if data.first().is_some_and(|b| b % 2 == 0) {
+        OnConflict::Overwrite
+    } else {
+        OnConflict::Refuse
+    };
+    match store.blocking_import(&export, on_conflict) {
         Ok(_) => {
-            let again = store.plan_import(&export).expect("plan the same import");
+            let again = store.blocking_plan_import(&export).expect("plan the same import");
             assert!(again.conflicts.is_empty(), "{:?}", again.conflicts);
         }
         Err(e @ (Error::InvalidArgument { .. } | Error::Conflict { .. })) => {
-            let after = store.export().expect("export");
+            let after = store.blocking_export().expect("export");
             assert!(after == before, "a refused import wrote: {e}");
         }
         Err(e) => panic!("{e:?}"),

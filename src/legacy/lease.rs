@@ -11,9 +11,6 @@ use crate::model::{self, MAX_NAME_LEN, MAX_OFFSET_LEN};
 /// The offset EventProcessorHost uses for "the start of the stream": no event processed yet.
 pub const START_OF_STREAM: &str = "-1";
 
-/// The longest `event_processor_context` accepted, in bytes.
-pub const MAX_CONTEXT_LEN: usize = 64 * 1024;
-
 /// A partition's lease, as EventProcessorHost's `Lease` has it.
 ///
 /// A lease is the partition's ownership row, the same row the modern API claims: `owner` is its
@@ -107,7 +104,7 @@ impl Lease {
     pub(crate) fn context(&self) -> Result<Option<&str>> {
         self.event_processor_context
             .as_deref()
-            .map(|c| model::bounded("lease.event_processor_context", c, MAX_CONTEXT_LEN))
+            .map(|c| model::bounded("lease.event_processor_context", c, model::MAX_CONTEXT_LEN))
             .transpose()
     }
 }

@@ -97,6 +97,6 @@ mod manager;
 mod ops;
 mod traits;
 
-pub use lease::{Checkpoint, Lease, MAX_CONTEXT_LEN, START_OF_STREAM};
+pub use lease::{Checkpoint, Lease, START_OF_STREAM};
 pub use manager::{HostContext, LeaseOptions, SqliteCheckpointLeaseManager};
 pub use traits::{CheckpointManager, LeaseManager};

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::{self, GroupKey, PartitionKey};
 use crate::options::Clock;
 use crate::store::group_commit::{Fence, Write};
-use crate::store::ops::{check_owner, from_nanos, new_etag, to_nanos};
+use crate::store::ops::{self as store_ops, check_owner, from_nanos, new_etag, to_nanos};
 
 /// The lease columns, in the order [`lease_from_row`] reads them.
 macro_rules! lease_columns {
@@ -64,18 +64,9 @@ pub(crate) fn ping(conn: &Connection) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Checkpoints
 
-const GET_CHECKPOINT: &str = "\
-    SELECT event_offset, sequence_number FROM checkpoint \
-    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
-
 /// The partition's checkpoint; a placeholder reads as StartOfStream.
 pub(crate) fn get_checkpoint(conn: &Connection, key: &PartitionKey) -> Result<Option<Checkpoint>> {
-    let row = conn
-        .prepare_cached(GET_CHECKPOINT)?
-        .query_row(key_params(key), |r| {
-            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<i64>>(1)?))
-        })
-        .optional()?;
+    let row = store_ops::stored_checkpoint(conn, key)?;
     Ok(row.map(|(offset, seq)| Checkpoint::from_stored(key.partition_id.clone(), offset, seq)))
 }
 
@@ -130,15 +121,10 @@ pub(crate) fn checkpoint_write(
     })
 }
 
-const DELETE_CHECKPOINT: &str = "\
-    DELETE FROM checkpoint \
-    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
-
 /// Deletes the partition's checkpoint (none is fine); ownership is not touched.
 pub(crate) fn delete_checkpoint(conn: &mut Connection, key: &PartitionKey) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached(DELETE_CHECKPOINT)?
-        .execute(key_params(key))?;
+    store_ops::delete_checkpoint(&tx, key)?;
     tx.commit()?;
     Ok(())
 }
@@ -231,17 +217,10 @@ pub(crate) fn delete_lease(conn: &mut Connection, key: &PartitionKey, token: &st
     Ok(())
 }
 
-const DELETE_LEASES: &str = "\
-    DELETE FROM ownership WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3";
-
 /// Deletes every lease of the group; checkpoints stay.
 pub(crate) fn delete_leases(conn: &mut Connection, group: &GroupKey) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.prepare_cached(DELETE_LEASES)?.execute(params![
-        group.namespace,
-        group.event_hub,
-        group.consumer_group
-    ])?;
+    store_ops::delete_group_ownerships(&tx, group)?;
     tx.commit()?;
     Ok(())
 }

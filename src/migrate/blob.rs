@@ -31,7 +31,7 @@
 //! left alone, so a rerun after a failure converges.
 //!
 //! Going back ([`read_container`]) builds a [`StoreExport`] that
-//! [`SqliteCheckpointStore::import`](crate::SqliteCheckpointStore::import) validates
+//! [`SqliteCheckpointStore::blocking_import`](crate::SqliteCheckpointStore::blocking_import) validates
 //! completely and writes in one transaction.
 
 use std::collections::{BTreeMap, HashMap};
@@ -52,9 +52,9 @@ use object_store::{
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::{
-    EphLease, EphLeaseFile, ExportedCheckpoint, ExportedOwnership, StoreExport, EXPORT_FORMAT,
-    EXPORT_FORMAT_VERSION, MAX_LEASE_FILE_LEN,
+use crate::migrate::eph::{EphLease, EphLeaseFile, MAX_LEASE_FILE_LEN};
+use crate::migrate::export::{
+    ExportedCheckpoint, ExportedOwnership, StoreExport, EXPORT_FORMAT, EXPORT_FORMAT_VERSION,
 };
 
 /// How many requests run at once.
@@ -959,7 +959,7 @@ pub async fn read_container(
 
 /// Reads the EventProcessorHost lease blobs directly under `prefix` in a lease container (the
 /// container root for Python 1.x; `{prefix}{consumer group}/` for .NET and Java), like
-/// [`read_eph_leases`](crate::read_eph_leases) reads a downloaded folder: each blob's name
+/// [`read_eph_leases`](crate::migrate::eph::read_eph_leases) reads a downloaded folder: each blob's name
 /// is its [`EphLeaseFile::path`].
 ///
 /// # Errors

@@ -27,7 +27,9 @@ use crate::schema;
 /// at once; SQLite's locks and `BEGIN IMMEDIATE` transactions keep their writes apart.
 ///
 /// The async methods (the [`CheckpointStore`] trait and [`update_checkpoint_fenced`]) need a
-/// tokio runtime; the `blocking_*` methods do the same work on the calling thread.
+/// tokio runtime; every method whose name starts with `blocking_` does its work on the calling
+/// thread, and no other method blocks (the administration in [`admin`](crate::admin) and the
+/// imports and exports in [`migrate`](crate::migrate) are `blocking_*` methods only).
 ///
 /// **Cancellation:** an async call runs on another thread (tokio's blocking pool, or the store's
 /// committer thread for checkpoint writes), where it cannot be aborted. Dropping the future does
@@ -181,8 +183,10 @@ impl SqliteCheckpointStore {
         self.inner.group.stats()
     }
 
-    /// The schema version of this build (`PRAGMA user_version` of the files it writes).
-    pub fn schema_version() -> i64 {
+    /// The newest schema version this build reads and writes (`PRAGMA user_version` of the
+    /// files it creates). The version of an open file is in
+    /// [`CheckReport::schema_version`](crate::admin::CheckReport::schema_version).
+    pub fn supported_schema_version() -> i64 {
         schema::supported_version()
     }
 

@@ -205,7 +205,7 @@ const UPDATE_OWNERSHIP: &str = "\
       AND etag = ?8";
 
 /// Claims (or releases) each requested ownership on its own, in one transaction, and returns
-/// the claims that won with their new etag and time. See DESIGN §3.1.
+/// the claims that won with their new etag and time. See CONTRACT §3.1.
 pub(crate) fn claim_ownership(
     conn: &mut Connection,
     clock: &dyn Clock,
@@ -370,6 +370,65 @@ pub(crate) fn write_checkpoint(
         sequence_number
     ])?;
     Ok(())
+}
+
+const GET_CHECKPOINT: &str = "\
+    SELECT event_offset, sequence_number FROM checkpoint \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
+
+/// A stored position: (offset, sequence number), both `None` for a legacy placeholder.
+pub(crate) type StoredPosition = (Option<String>, Option<i64>);
+
+/// The stored position of a partition, if it has a checkpoint row. The admin, legacy and
+/// import paths all read a single row through this one statement.
+pub(crate) fn stored_checkpoint(
+    conn: &Connection,
+    key: &PartitionKey,
+) -> Result<Option<StoredPosition>> {
+    Ok(conn
+        .prepare_cached(GET_CHECKPOINT)?
+        .query_row(
+            params![
+                key.namespace,
+                key.event_hub,
+                key.consumer_group,
+                key.partition_id
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+const DELETE_CHECKPOINT: &str = "\
+    DELETE FROM checkpoint \
+    WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 AND partition_id = ?4";
+
+/// Deletes a partition's checkpoint row (position or placeholder) inside an open transaction;
+/// whether there was one. Ownership is not touched.
+pub(crate) fn delete_checkpoint(tx: &Transaction<'_>, key: &PartitionKey) -> Result<bool> {
+    let n = tx.prepare_cached(DELETE_CHECKPOINT)?.execute(params![
+        key.namespace,
+        key.event_hub,
+        key.consumer_group,
+        key.partition_id
+    ])?;
+    Ok(n == 1)
+}
+
+const DELETE_GROUP_OWNERSHIPS: &str = "\
+    DELETE FROM ownership WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3";
+
+/// Deletes every ownership row (lease) of a group inside an open transaction; how many went.
+/// Checkpoints are not touched.
+pub(crate) fn delete_group_ownerships(tx: &Transaction<'_>, group: &GroupKey) -> Result<u64> {
+    let n = tx
+        .prepare_cached(DELETE_GROUP_OWNERSHIPS)?
+        .execute(params![
+            group.namespace,
+            group.event_hub,
+            group.consumer_group
+        ])?;
+    Ok(n as u64)
 }
 
 const CURRENT_OWNER: &str = "\

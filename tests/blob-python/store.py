@@ -1,5 +1,5 @@
 """The official Python Blob checkpoint store (azure-eventhub-checkpointstoreblob-aio 1.2.0) as the
-other side of `eh-checkpoints blob` (issue 15); tests/blob_move.rs runs it from the venv that
+other side of `eh-checkpoints blob` (issue 15); tests/it/blob_move.rs runs it from the venv that
 .ci/blob.sh makes.
 
     python store.py list CONTAINER NS HUB GROUP            prints what the store lists (JSON)

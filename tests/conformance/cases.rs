@@ -51,7 +51,7 @@ pub const KNOWN_DIFFERENCES: &[KnownDifference] = &[
         blob: "Ok[0:\"\":E2:now]",
         sqlite: "Ok[0:-:E2:now]",
         why: "an empty owner id is a release; ours gives it back as None, because the Rust \
-              load balancer counts Some(\"\") as a live owner (DESIGN 3.1)",
+              load balancer counts Some(\"\") as a live owner (CONTRACT §3.1)",
     },
     KnownDifference {
         line: "release_with_empty_owner #3",
@@ -126,7 +126,7 @@ pub const KNOWN_DIFFERENCES: &[KnownDifference] = &[
         blob: "Ok",
         sqlite: "Err(Other)",
         why: "a checkpoint with neither offset nor sequence number names no position; ours \
-              refuses it (DESIGN 3.3), the Blob store writes an empty one. The official \
+              refuses it (CONTRACT §3.3), the Blob store writes an empty one. The official \
               PartitionClient never sends one (MissingCheckpointMetadata)",
     },
     KnownDifference {

@@ -1,5 +1,5 @@
 //! The official Rust `BlobCheckpointStore` 0.9 as the other side of `eh-checkpoints blob`
-//! (issue 15): `tests/blob_move.rs` runs these modes and compares what they print with ours.
+//! (issue 15): `tests/it/blob_move.rs` runs these modes and compares what they print with ours.
 //!
 //! ```text
 //! blob-reference --create-container ACCOUNT_URL NAME        creates it; prints its SAS URL

@@ -1,0 +1,30 @@
+//! `export`: the whole store as JSON (the stable format of the library's `export` module),
+//! to stdout or a file.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::{open, output, CliError, Global, Outcome};
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Write to this file instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub(crate) fn run(g: &Global, args: &ExportArgs) -> Result<Outcome, CliError> {
+    let store = open::existing(&g.db)?;
+    let json = store.blocking_export()?.to_json()?;
+    match &args.output {
+        None => output::print(&json)?,
+        Some(path) => {
+            std::fs::write(path, json).map_err(|e| {
+                CliError::runtime(format!("cannot write `{}`: {e}", path.display()))
+            })?;
+            eprintln!("exported to {}", path.display());
+        }
+    }
+    Ok(Outcome::Ok)
+}

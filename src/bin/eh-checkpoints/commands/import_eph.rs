@@ -1,0 +1,177 @@
+//! `import-eph`: load EventProcessorHost lease blobs (.NET, Python or Java JSON) as
+//! checkpoints of one group. A dry run unless `--apply`; positions the store holds otherwise
+//! are conflicts (exit 4) unless `--overwrite`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use eventhubs_checkpointstore_sqlite::migrate::eph::{
+    read_eph_leases, EphAction, EphImportItem, EphLeaseFile,
+};
+use serde::Serialize;
+
+use super::import::on_conflict;
+use super::Scope;
+use crate::output::{self, or_dash, CheckpointRow, Table};
+use crate::{open, CliError, Global, Outcome};
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportEphArgs {
+    /// A lease file, or a directory of them (one consumer group's partition files).
+    path: PathBuf,
+    #[command(flatten)]
+    scope: Scope,
+    /// Write the checkpoints (default: only show what would be written).
+    #[arg(long)]
+    apply: bool,
+    /// Replace positions the store already holds.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError> {
+    let (ns, hub, group) = args.scope.required()?;
+    let files = read_eph_leases(&args.path)?;
+    let leases: Vec<_> = files.iter().map(|f| f.lease.clone()).collect();
+    let items = if args.apply {
+        if !g.db.exists() {
+            // Validate in memory first, so that bad arguments create no file.
+            open::for_planning(&g.db)?.blocking_plan_import_eph(
+                ns,
+                hub,
+                group,
+                &leases,
+                on_conflict(args.overwrite),
+            )?;
+        }
+        open::or_create(&g.db)?.blocking_import_eph(
+            ns,
+            hub,
+            group,
+            &leases,
+            on_conflict(args.overwrite),
+        )?
+    } else {
+        open::for_planning(&g.db)?.blocking_plan_import_eph(
+            ns,
+            hub,
+            group,
+            &leases,
+            on_conflict(args.overwrite),
+        )?
+    };
+    let count = |f: fn(&EphAction) -> bool| items.iter().filter(|i| f(&i.action)).count();
+    let writes = count(|a| matches!(a, EphAction::New | EphAction::Replace { .. }));
+    let skipped = count(|a| matches!(a, EphAction::Skip { .. }));
+    let conflicts = count(|a| matches!(a, EphAction::Conflict { .. }));
+    if g.json {
+        let out: Vec<EphRow<'_>> = files
+            .iter()
+            .zip(&items)
+            .map(|(f, item)| EphRow::new(&f.path, item))
+            .collect();
+        output::print_json(&out)?;
+    } else {
+        let mut text = table(&files, &items, args.apply).render();
+        text.push('\n');
+        if args.apply {
+            text.push_str(&format!(
+                "wrote {writes} checkpoint(s) to {ns}/{hub}/{group}; skipped {skipped} lease(s) without an offset\n"
+            ));
+        } else {
+            text.push_str(&format!(
+                "dry run: would write {writes} checkpoint(s) to {ns}/{hub}/{group}; {skipped} lease(s) \
+                 without an offset skipped; {conflicts} conflict(s). Nothing written: pass --apply\n"
+            ));
+        }
+        output::print(&text)?;
+    }
+    // A dry run exits as the real run would: refused for its conflicts.
+    if conflicts > 0 {
+        eprintln!(
+            "error: {conflicts} row(s) conflict with the store; nothing was written \
+             (use --overwrite to replace them)"
+        );
+        return Ok(Outcome::Conflict);
+    }
+    Ok(Outcome::Ok)
+}
+
+fn table(files: &[EphLeaseFile], items: &[EphImportItem], apply: bool) -> Table {
+    let mut t = Table::new([
+        "file",
+        "partition",
+        "dialect",
+        "offset",
+        "sequence number",
+        "action",
+    ]);
+    for (f, item) in files.iter().zip(items) {
+        let l = &item.lease;
+        let action = match &item.action {
+            EphAction::New => if apply { "written" } else { "would write" }.to_owned(),
+            EphAction::Same => "already in the store".to_owned(),
+            EphAction::Replace { current } => format!(
+                "{} (was sequence number {})",
+                if apply { "replaced" } else { "would replace" },
+                or_dash(current.sequence_number)
+            ),
+            EphAction::Conflict { current } => format!(
+                "CONFLICT: the store has sequence number {} (use --overwrite)",
+                or_dash(current.sequence_number)
+            ),
+            EphAction::Skip { reason } => format!("skipped: {reason}"),
+        };
+        t.row([
+            f.path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            l.partition_id.clone(),
+            l.dialect.name().to_owned(),
+            or_dash(l.offset.as_deref()),
+            or_dash(l.sequence_number),
+            action,
+        ]);
+    }
+    t
+}
+
+/// One lease and what happens to it, as JSON.
+#[derive(Serialize)]
+struct EphRow<'a> {
+    file: &'a Path,
+    partition_id: &'a str,
+    dialect: &'static str,
+    offset: Option<&'a str>,
+    sequence_number: Option<i64>,
+    /// `new`, `same`, `replace`, `conflict` or `skip`.
+    action: &'static str,
+    /// Why a lease is skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    /// The position the store holds, for `replace` and `conflict`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current: Option<CheckpointRow<'a>>,
+}
+
+impl<'a> EphRow<'a> {
+    fn new(file: &'a Path, item: &'a EphImportItem) -> Self {
+        let (action, reason, current) = match &item.action {
+            EphAction::New => ("new", None, None),
+            EphAction::Same => ("same", None, None),
+            EphAction::Replace { current } => ("replace", None, Some(current.into())),
+            EphAction::Conflict { current } => ("conflict", None, Some(current.into())),
+            EphAction::Skip { reason } => ("skip", Some(reason.as_str()), None),
+        };
+        EphRow {
+            file,
+            partition_id: &item.lease.partition_id,
+            dialect: item.lease.dialect.name(),
+            offset: item.lease.offset.as_deref(),
+            sequence_number: item.lease.sequence_number,
+            action,
+            reason,
+            current,
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The opening rules, in one place: commands that only read or remove never create a
+//! database (and never turn an empty file into one); commands that write create it; a plan
+//! (a dry run, or the validation before a write) against a missing database runs on an empty
+//! store in memory, so that bad input creates no file.
+
+use std::path::Path;
+
+use eventhubs_checkpointstore_sqlite::{SqliteCheckpointStore, StoreOptions};
+
+use crate::CliError;
+
+/// Opens a store that must already exist.
+pub(crate) fn existing(db: &Path) -> Result<SqliteCheckpointStore, CliError> {
+    existing_with(db, StoreOptions::default())
+}
+
+/// [`existing`] with options.
+pub(crate) fn existing_with(
+    db: &Path,
+    options: StoreOptions,
+) -> Result<SqliteCheckpointStore, CliError> {
+    match std::fs::metadata(db) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::db(format!(
+            "no database at `{}` (this command never creates one; `simulate`, `import`, \
+             `import-eph --apply` and `checkpoints set` do)",
+            db.display()
+        ))),
+        Err(e) => Err(CliError::db(format!("cannot open `{}`: {e}", db.display()))),
+        Ok(m) if m.is_file() && m.len() == 0 => Err(CliError::db(format!(
+            "`{}` is an empty file, not a checkpoint store",
+            db.display()
+        ))),
+        Ok(_) => Ok(SqliteCheckpointStore::open_with(db, options)?),
+    }
+}
+
+/// Opens the store, creating the file if it does not exist.
+pub(crate) fn or_create(db: &Path) -> Result<SqliteCheckpointStore, CliError> {
+    or_create_with(db, StoreOptions::default())
+}
+
+/// [`or_create`] with options.
+pub(crate) fn or_create_with(
+    db: &Path,
+    options: StoreOptions,
+) -> Result<SqliteCheckpointStore, CliError> {
+    Ok(SqliteCheckpointStore::open_with(db, options)?)
+}
+
+/// The store to plan against without writing: the database if it exists, otherwise an
+/// empty store in memory (so that planning creates no file).
+pub(crate) fn for_planning(db: &Path) -> Result<SqliteCheckpointStore, CliError> {
+    if db.exists() {
+        existing(db)
+    } else {
+        Ok(SqliteCheckpointStore::open_in_memory()?)
+    }
+}
