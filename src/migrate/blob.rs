@@ -854,13 +854,13 @@ pub async fn read_container(
         let key = (kind, found.names.clone());
         match chosen.get(&key) {
             Some(old) if old.meta.last_modified >= found.meta.last_modified => notes.push(format!(
-                "{} passed over: {} is the same partition, modified later or at the same time",
-                found.meta.location, old.meta.location
+                "{} is read, not {}: one partition in two spellings, the first modified last",
+                old.meta.location, found.meta.location
             )),
             Some(old) => {
                 notes.push(format!(
-                    "{} passed over: {} is the same partition, modified later",
-                    old.meta.location, found.meta.location
+                    "{} is read, not {}: one partition in two spellings, the first modified last",
+                    found.meta.location, old.meta.location
                 ));
                 chosen.insert(key, found);
             }

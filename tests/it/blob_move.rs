@@ -679,3 +679,361 @@ async fn eph_container_reads_like_the_folders() {
         );
     }
 }
+
+/// Runs `eh-checkpoints` with `envs`; (exit code, stdout, stderr).
+fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eh-checkpoints"));
+    cmd.args(args)
+        .env_remove("AZURE_STORAGE_CONNECTION_STRING")
+        .env_remove("AZURE_STORAGE_CONTAINER_URL");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn sig(sas_url: &str) -> String {
+    let sig = sas_url.split("sig=").nth(1).unwrap();
+    sig.split('&').next().unwrap().to_owned()
+}
+
+/// `blob export` / `blob import` as documented: dry runs write nothing, `--apply` writes,
+/// conflicts exit 4, a SAS on the command line is refused, and no secret is ever printed.
+#[tokio::test]
+async fn cli_export_and_import() {
+    let Some(account) = azurite() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with(dir.path(), "Telemetry", "$Default", 3);
+    drop(store);
+    let db = dir.path().join("store.db");
+    let db = db.to_str().unwrap();
+    let url = new_container(&account, "cli");
+    let secret = sig(&url);
+    let by_url = [("AZURE_STORAGE_CONTAINER_URL", url.as_str())];
+    let cs = connection_string(&account);
+    let by_name = [("AZURE_STORAGE_CONNECTION_STRING", cs.as_str())];
+    let name = container_name(&url);
+    let mut printed = String::new();
+
+    // A SAS on the command line is refused before anything is sent.
+    let (code, out, err) = cli(
+        &["--db", db, "blob", "export", "--container-url", &url],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    printed += &(out + &err);
+
+    let (code, out, err) = cli(
+        &[
+            "--db",
+            db,
+            "blob",
+            "export",
+            "--hub",
+            "Telemetry",
+            "--group",
+            "$Default",
+        ],
+        &by_url,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("dry run"), "{out}");
+    printed += &(out + &err);
+    assert_eq!(
+        rust_lists(&url, "Telemetry", "$Default")["checkpoints"],
+        serde_json::json!([])
+    );
+
+    let (code, out, err) = cli(
+        &[
+            "--db",
+            db,
+            "--json",
+            "blob",
+            "export",
+            "--hub",
+            "Telemetry",
+            "--group",
+            "$Default",
+            "--ownership",
+            "--apply",
+        ],
+        &by_url,
+    );
+    assert_eq!(code, 0, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["applied"]["created"], 12);
+    printed += &(out + &err);
+    let store = SqliteCheckpointStore::open(db).unwrap();
+    assert_eq!(
+        without_etags(rust_lists(&url, "Telemetry", "$Default")),
+        our_listing(&store, "Telemetry", "$Default", false)
+    );
+
+    // The store moves on; the export again conflicts (exit 4, left), --overwrite replaces.
+    store
+        .blocking_update_checkpoint(&checkpoint(
+            "Telemetry",
+            "$Default",
+            1,
+            Some("5".into()),
+            Some(5),
+        ))
+        .unwrap();
+    let (code, out, err) = cli(
+        &[
+            "--db",
+            db,
+            "blob",
+            "export",
+            "--container",
+            &name,
+            "--apply",
+        ],
+        &by_name,
+    );
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(out.contains("CONFLICT"), "{out}");
+    printed += &(out + &err);
+    assert_eq!(
+        rust_lists(&url, "telemetry", "$default")["checkpoints"][1]["offset"],
+        "1111"
+    );
+    let (code, out, err) = cli(
+        &[
+            "--db",
+            db,
+            "blob",
+            "export",
+            "--container",
+            &name,
+            "--overwrite",
+            "--apply",
+        ],
+        &by_name,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    printed += &(out + &err);
+    assert_eq!(
+        rust_lists(&url, "telemetry", "$default")["checkpoints"][1]["offset"],
+        "5"
+    );
+
+    // Back: a dry run creates no file; --apply imports what the container holds.
+    let back = dir.path().join("back.db");
+    let back = back.to_str().unwrap();
+    let (code, out, err) = cli(
+        &["--db", back, "blob", "import", "--container", &name],
+        &by_name,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!Path::new(back).exists(), "a dry run creates no database");
+    printed += &(out + &err);
+    let (code, out, err) = cli(
+        &[
+            "--db",
+            back,
+            "blob",
+            "import",
+            "--ownership",
+            "--apply",
+            "--group",
+            "$DEFAULT",
+        ],
+        &by_url,
+    );
+    assert_eq!(code, 0, "{err}");
+    printed += &(out + &err);
+    let copy = SqliteCheckpointStore::open(back).unwrap();
+    assert_eq!(
+        our_listing(&copy, "Telemetry", "$Default", false),
+        our_listing(&store, "Telemetry", "$Default", false)
+    );
+    // The store's partition 2 moves on: importing the container again is a conflict.
+    copy.blocking_update_checkpoint(&checkpoint(
+        "Telemetry",
+        "$Default",
+        2,
+        Some("9".into()),
+        Some(9),
+    ))
+    .unwrap();
+    let (code, out, err) = cli(&["--db", back, "blob", "import", "--apply"], &by_url);
+    assert_eq!(code, 4, "{out}{err}");
+    printed += &(out + &err);
+    assert_eq!(
+        copy.blocking_list_checkpoints(NS, "telemetry", "$default")
+            .unwrap()[2]
+            .offset
+            .as_deref(),
+        Some("9")
+    );
+
+    assert!(!printed.contains(&secret), "the SAS signature was printed");
+    assert!(!printed.contains(&KEY[..20]), "the account key was printed");
+}
+
+/// An export SIGKILLed half-way leaves some blobs written; the rerun converges, and the one
+/// after has nothing to do.
+#[tokio::test]
+async fn cli_rerun_after_kill_converges() {
+    let Some(account) = azurite() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    drop(store_with(dir.path(), "killed", "$default", 1024));
+    let db = dir.path().join("store.db");
+    let db = db.to_str().unwrap();
+    let url = new_container(&account, "killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eh-checkpoints"))
+        .args(["--db", db, "blob", "export", "--ownership", "--apply"])
+        .env("AZURE_STORAGE_CONTAINER_URL", &url)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let container = BlobContainer::from_url(&url, None).unwrap();
+    // Kill it once some, but not all, of the 2048 blobs are there.
+    let written = loop {
+        let read = read_container(&container, &Scope::default(), true, &no_progress)
+            .await
+            .unwrap();
+        let n = read.export.checkpoints.len() + read.export.ownerships.len();
+        if n > 0 {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Requests Azurite received before the kill may still complete.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let after_kill = read_container(&container, &Scope::default(), true, &no_progress)
+        .await
+        .unwrap();
+    let n = after_kill.export.checkpoints.len() + after_kill.export.ownerships.len();
+    eprintln!("killed with {n} of 2048 blobs written (first seen: {written})");
+    assert!(
+        n < 2048,
+        "the run finished before the kill; nothing was tested"
+    );
+
+    let envs = [("AZURE_STORAGE_CONTAINER_URL", url.as_str())];
+    let (code, out, err) = cli(
+        &[
+            "--db",
+            db,
+            "--json",
+            "blob",
+            "export",
+            "--ownership",
+            "--apply",
+        ],
+        &envs,
+    );
+    assert_eq!(code, 0, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        json["applied"]["created"].as_u64().unwrap() as usize,
+        2048 - n
+    );
+    assert_eq!(json["applied"]["same"].as_u64().unwrap() as usize, n);
+    let (code, out, err) = cli(
+        &[
+            "--db",
+            db,
+            "--json",
+            "blob",
+            "export",
+            "--ownership",
+            "--apply",
+        ],
+        &envs,
+    );
+    assert_eq!(code, 0, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            json["applied"]["created"].as_u64(),
+            json["applied"]["same"].as_u64()
+        ),
+        (Some(0), Some(2048))
+    );
+    let store = SqliteCheckpointStore::open(db).unwrap();
+    assert_eq!(
+        without_etags(rust_lists(&url, "killed", "$default")),
+        our_listing(&store, "killed", "$default", false)
+    );
+}
+
+/// `import-eph` from a lease container gives what it gives from the downloaded folder.
+#[tokio::test]
+async fn cli_import_eph_from_a_container() {
+    let Some(account) = azurite() else { return };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eph");
+    let url = new_container(&account, "cli-eph");
+    let name = container_name(&url);
+    let dir = tempfile::tempdir().unwrap();
+    python(
+        &account,
+        &[
+            "upload",
+            &name,
+            fixtures.join("dotnet").to_str().unwrap(),
+            "lease-prefix/$default/",
+        ],
+    );
+    let scope = ["--namespace", NS, "--hub", "hub", "--group", "$Default"];
+    let folder_db = dir.path().join("folder.db");
+    let blob_db = dir.path().join("blob.db");
+    let mut args = vec!["--db", folder_db.to_str().unwrap(), "--json", "import-eph"];
+    let folder = fixtures.join("dotnet");
+    args.push(folder.to_str().unwrap());
+    args.extend(scope);
+    args.push("--apply");
+    let (code, from_folder, err) = cli(&args, &[]);
+    assert_eq!(code, 0, "{err}");
+    let mut args = vec![
+        "--db",
+        blob_db.to_str().unwrap(),
+        "--json",
+        "import-eph",
+        "--container-url",
+    ];
+    let plain = url.split('?').next().unwrap().to_owned();
+    args.push(&plain);
+    args.extend(["--prefix", "lease-prefix/$default"]);
+    args.extend(scope);
+    args.push("--apply");
+    let cs = connection_string(&account);
+    let (code, from_blob, err) = cli(&args, &[("AZURE_STORAGE_CONNECTION_STRING", cs.as_str())]);
+    assert_eq!(code, 0, "{err}");
+    let strip = |s: &str| {
+        let mut v: Value = serde_json::from_str(s).unwrap();
+        for row in v.as_array_mut().unwrap() {
+            row.as_object_mut().unwrap().remove("file");
+        }
+        v
+    };
+    assert_eq!(strip(&from_blob), strip(&from_folder));
+    assert_eq!(strip(&from_blob).as_array().unwrap().len(), 3);
+    let a = SqliteCheckpointStore::open(&folder_db).unwrap();
+    let b = SqliteCheckpointStore::open(&blob_db).unwrap();
+    assert_eq!(a.blocking_export().unwrap(), b.blocking_export().unwrap());
+    // A folder and a container at once is a usage error.
+    let mut args = vec![
+        "--db",
+        blob_db.to_str().unwrap(),
+        "import-eph",
+        folder.to_str().unwrap(),
+        "--container",
+        &name,
+    ];
+    args.extend(scope);
+    assert_eq!(
+        cli(&args, &[("AZURE_STORAGE_CONNECTION_STRING", cs.as_str())]).0,
+        2
+    );
+}

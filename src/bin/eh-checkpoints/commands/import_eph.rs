@@ -17,8 +17,17 @@ use crate::{open, CliError, Global, Outcome};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportEphArgs {
-    /// A lease file, or a directory of them (one consumer group's partition files).
-    path: PathBuf,
+    /// A lease file, or a directory of them (one consumer group's partition files). With
+    /// feature `blob`, or instead the lease container itself (`--container-url`/`--container`).
+    path: Option<PathBuf>,
+    /// In a lease container: the blobs directly under this prefix (`PREFIX/GROUP/` for .NET
+    /// and Java; none, the container root, for Python 1.x).
+    #[cfg(feature = "blob")]
+    #[arg(long, default_value = "")]
+    prefix: String,
+    #[cfg(feature = "blob")]
+    #[command(flatten)]
+    r#where: super::blob::Where,
     #[command(flatten)]
     scope: Scope,
     /// Write the checkpoints (default: only show what would be written).
@@ -31,7 +40,7 @@ pub(crate) struct ImportEphArgs {
 
 pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError> {
     let (ns, hub, group) = args.scope.required()?;
-    let files = read_eph_leases(&args.path)?;
+    let files = read_files(args)?;
     let leases: Vec<_> = files.iter().map(|f| f.lease.clone()).collect();
     let items = if args.apply {
         if !g.db.exists() {
@@ -95,6 +104,41 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
         return Ok(Outcome::Conflict);
     }
     Ok(Outcome::Ok)
+}
+
+#[cfg(feature = "blob")]
+fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
+    use super::blob;
+    match (&args.path, args.r#where.given()) {
+        (Some(_), true) => Err(CliError::usage(
+            "give a lease folder or a container, not both",
+        )),
+        (Some(path), false) => Ok(read_eph_leases(path)?),
+        (None, true) => {
+            let container = args.r#where.open()?;
+            let p = blob::Progress::new("reading leases");
+            blob::runtime()?
+                .block_on(
+                    eventhubs_checkpointstore_sqlite::migrate::blob::read_eph_container(
+                        &container,
+                        &args.prefix,
+                        &|d, t| p.update(d, t),
+                    ),
+                )
+                .map_err(blob::blob_error)
+        }
+        (None, false) => Err(CliError::usage(
+            "give the lease folder (or file), or a container (--container-url, --container)",
+        )),
+    }
+}
+
+#[cfg(not(feature = "blob"))]
+fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
+    match &args.path {
+        Some(path) => Ok(read_eph_leases(path)?),
+        None => Err(CliError::usage("give the lease folder (or file)")),
+    }
 }
 
 fn table(files: &[EphLeaseFile], items: &[EphImportItem], apply: bool) -> Table {
