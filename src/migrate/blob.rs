@@ -171,7 +171,13 @@ impl BlobContainer {
             .with_account(account)
             .with_container_name(container)
             .with_endpoint(endpoint.trim_end_matches('/').to_owned())
-            .with_allow_http(endpoint.starts_with("http://"))
+            // Idle connections are dropped before a server's keep-alive timeout (Azurite's
+            // node server: 5 s) can close one under a request.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_pool_idle_timeout(std::time::Duration::from_secs(2)),
+            )
             .with_http_connector(CountingConnector(requests.clone()));
         builder = match credential {
             Credential::Key(key) => builder.with_access_key(key),
@@ -744,31 +750,22 @@ pub async fn apply_export(
                         attributes,
                         ..PutOptions::default()
                     };
-                    match container
-                        .store
-                        .put_opts(&Path::from(b.blob.as_str()), PutPayload::new(), opts)
-                        .await
-                    {
-                        Ok(_) if creating => ("created", None),
-                        Ok(_) => ("replaced", None),
-                        Err(object_store::Error::AlreadyExists { .. }) => (
+                    match put(container, b, opts).await? {
+                        Put::Done if creating => ("created", None),
+                        Put::Done => ("replaced", None),
+                        Put::Refused if creating => (
                             "conflict",
                             Some("created by someone else after the plan".to_owned()),
                         ),
-                        Err(object_store::Error::Precondition { .. }) => (
+                        Put::Refused => (
                             "conflict",
-                            Some(if creating {
-                                "created by someone else after the plan".to_owned()
-                            } else {
-                                "changed or deleted after the plan".to_owned()
-                            }),
+                            Some("changed or deleted after the plan".to_owned()),
                         ),
-                        Err(e) => return Err(storage("write", &b.blob, e)),
                     }
                 }
             };
             progress(done.fetch_add(1, Ordering::Relaxed) as usize + 1, total);
-            Ok(AppliedBlob {
+            Ok::<_, BlobError>(AppliedBlob {
                 blob: b.blob.clone(),
                 outcome: outcome.0,
                 reason: outcome.1,
@@ -788,6 +785,49 @@ pub async fn apply_export(
         }
     }
     Ok(report)
+}
+
+enum Put {
+    Done,
+    Refused,
+}
+
+/// One conditional put. The client does not retry a conditional put whose connection failed
+/// (it is not idempotent), so this does, up to 3 times; when a retry's precondition fails, the
+/// blob is read: holding exactly our metadata, it is our own earlier attempt that landed.
+async fn put(container: &BlobContainer, b: &PlannedBlob, opts: PutOptions) -> Result<Put> {
+    let path = Path::from(b.blob.as_str());
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match container
+            .store
+            .put_opts(&path, PutPayload::new(), opts.clone())
+            .await
+        {
+            Ok(_) => return Ok(Put::Done),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) if attempt > 1 => {
+                let meta = container
+                    .store
+                    .head(&path)
+                    .await
+                    .map_err(|e| storage("read", &b.blob, e))?;
+                let ours = container.metadata(&meta).await? == b.metadata;
+                return Ok(if ours { Put::Done } else { Put::Refused });
+            }
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => return Ok(Put::Refused),
+            Err(object_store::Error::Generic { .. }) if attempt < 4 => {
+                tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            }
+            Err(e) => return Err(storage("write", &b.blob, e)),
+        }
+    }
 }
 
 /// What [`read_container`] found.

@@ -302,7 +302,7 @@ fn hand_off(q: &Queue) -> bool {
 fn commit(inner: &Inner, batch: Vec<Pending>) {
     let mut fenced_out: Vec<Option<Error>> = Vec::with_capacity(batch.len());
     let outcome = (|| -> Result<()> {
-        let mut conn = inner.pool.get()?;
+        let mut conn = inner.checkout()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for p in &batch {
             let w = &p.write;

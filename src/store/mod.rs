@@ -21,6 +21,9 @@ use crate::model::{Checkpoint, Ownership};
 use crate::options::StoreOptions;
 use crate::schema;
 
+/// How long `open` may take to open the pool's connections, at least.
+const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A checkpoint store in one SQLite file (or in memory), shared by every clone.
 ///
 /// Cloning is cheap: clones share one connection pool. Many processes may open the same file
@@ -162,7 +165,11 @@ impl SqliteCheckpointStore {
             .min_idle(Some(options.pool_size()))
             .idle_timeout(None)
             .max_lifetime(None)
-            .connection_timeout(busy.max(std::time::Duration::from_millis(1)))
+            // Opening the connections is this process's own work, not a wait for another's
+            // lock: it gets at least OPEN_TIMEOUT, however short the busy timeout (a 20 ms busy
+            // timeout made `open` fail on a loaded machine). Check-outs wait the busy timeout
+            // (`Inner::checkout`).
+            .connection_timeout(busy.max(OPEN_TIMEOUT))
             .test_on_check_out(false)
             .build(manager)?)
     }
@@ -345,11 +352,20 @@ impl SqliteCheckpointStore {
 
 impl Inner {
     fn run<T>(&self, f: impl FnOnce(&Inner, &mut Connection) -> Result<T>) -> Result<T> {
-        let result = match self.pool.get() {
+        let result = match self.checkout() {
             Ok(mut conn) => f(self, &mut conn),
             Err(e) => Err(e.into()),
         };
         result.map_err(|e| e.at(self.path.as_deref()))
+    }
+
+    /// A pooled connection, waiting at most the busy timeout for one to come free.
+    pub(crate) fn checkout(
+        &self,
+    ) -> std::result::Result<r2d2::PooledConnection<SqliteConnectionManager>, r2d2::Error> {
+        let busy = self.options.busy_timeout();
+        self.pool
+            .get_timeout(busy.max(std::time::Duration::from_millis(1)))
     }
 
     pub(crate) fn clock(&self) -> &dyn crate::options::Clock {

@@ -681,6 +681,15 @@ fn import_eph_refuses_conflicts_and_bad_files() {
     let out = run_strings(&db, &apply);
     fails(&out, 4, "2 row(s) conflict");
     assert_eq!(run(&db, &["export"]).stdout, before);
+    // With --json: the plan, each conflict named, as one document; exit 4.
+    let mut json_apply = vec!["--json".to_owned()];
+    json_apply.extend(apply.iter().cloned());
+    let out = run_strings(&db, &json_apply);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let rows = out.json();
+    assert_eq!(rows[0]["action"], "conflict", "{rows}");
+    assert_eq!(rows[0]["current"]["sequence_number"], 10, "{rows}");
+    assert_eq!(run(&db, &["export"]).stdout, before);
     // A dry run exits as the real run would: refused for its conflicts, nothing written.
     let dry = run(&db, &eph_scope(&fixtures("java")));
     fails(&dry, 4, "2 row(s) conflict");
@@ -710,4 +719,335 @@ fn backup_makes_a_checked_copy_and_never_overwrites() {
     let out = run(&db, &["backup", dest.to_str().unwrap()]);
     fails(&out, 2, "already exists");
     assert_eq!(std::fs::read(&dest).unwrap(), before);
+}
+
+// --- issue 12: what a careless or hostile user hits -------------------------------------
+
+/// Runs the program on `db` with stdout connected to `stdout`.
+fn spawn_with_stdout(db: &Path, args: &[&str], stdout: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_eh-checkpoints"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn stderr_of(child: std::process::Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_and_a_full_one_is_an_error() {
+    use std::io::{BufRead, BufReader};
+    let (_dir, db) = seeded();
+    // Far more JSON than a pipe buffers (64 KiB), so the writer must meet the closed pipe.
+    let s = SqliteCheckpointStore::open(&db).unwrap();
+    let many: Vec<_> = (0..3000)
+        .map(|p| claim(&format!("p{p}"), Some("proc-z"), None))
+        .collect();
+    s.blocking_claim_ownership(&many).unwrap();
+    drop(s);
+    // `--json ownership list ... | head -1`
+    let mut child = spawn_with_stdout(
+        &db,
+        &with_scope(&["--json", "ownership", "list"]),
+        Stdio::piped(),
+    );
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), "[");
+    let (code, stderr) = stderr_of(child);
+    assert_eq!(code, 0, "a closed pipe is not an error: {stderr}");
+    assert!(stderr.is_empty(), "nothing said about it: {stderr}");
+    // `check | true`: the reader is gone before anything is written.
+    let mut child = spawn_with_stdout(&db, &["check"], Stdio::piped());
+    drop(child.stdout.take());
+    let (code, stderr) = stderr_of(child);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // `check > /dev/full`: an error, exit 1.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let child = spawn_with_stdout(&db, &["check"], Stdio::from(full));
+    let (code, stderr) = stderr_of(child);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cannot write to stdout"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn exit_3_is_only_for_the_database() {
+    let (dir, db) = seeded();
+    // A lease path that does not exist is a bad argument, as an import file is.
+    let missing = dir.path().join("no-such-leases");
+    let out = run(&db, &eph_scope(missing.to_str().unwrap()));
+    fails(&out, 2, "no-such-leases");
+    // A backup destination that cannot be written is a runtime I/O error.
+    let dest = dir.path().join("no-such-dir").join("b.db");
+    let out = run(&db, &["backup", dest.to_str().unwrap()]);
+    fails(&out, 1, "no-such-dir");
+    // The database itself: still 3.
+    let out = run(&dir.path().join("gone.db"), &["check"]);
+    fails(&out, 3, "no database at");
+    // ... and a database that cannot be created (its directory is missing): 3.
+    let out = run_in(
+        dir.path(),
+        &with_scope(&[
+            "--db",
+            dir.path().join("no-dir").join("x.db").to_str().unwrap(),
+            "checkpoints",
+            "set",
+            "--partition",
+            "0",
+            "--sequence-number",
+            "1",
+        ]),
+    );
+    fails(&out, 3, "no-dir");
+    // --kill-after needs someone to take over.
+    let fresh = dir.path().join("sim.db");
+    let out = run(
+        &fresh,
+        &["simulate", "--processes", "1", "--kill-after", "1"],
+    );
+    fails(&out, 2, "--kill-after needs --processes 2");
+    assert!(!fresh.exists(), "refused before creating the database");
+}
+
+#[test]
+fn names_from_the_database_reach_the_terminal_escaped() {
+    let (_dir, db) = seeded();
+    let ns = "evil\u{1b}]0;pwned\u{7}.example";
+    let hub = "hub\r\nfake line";
+    let group = "g\u{9b}31m\u{202e}x";
+    let owner = "owner\u{1b}[2J";
+    let s = SqliteCheckpointStore::open(&db).unwrap();
+    s.blocking_claim_ownership(&[claim_in(ns, hub, group, "0", Some(owner), None)])
+        .unwrap();
+    s.blocking_update_checkpoint(&eventhubs_checkpointstore_sqlite::Checkpoint {
+        fully_qualified_namespace: ns.into(),
+        event_hub_name: hub.into(),
+        consumer_group: group.into(),
+        partition_id: "0\u{8}".into(),
+        offset: Some("1\u{7}".into()),
+        sequence_number: Some(1),
+    })
+    .unwrap();
+    drop(s);
+    let raw = |out: &Out| {
+        out.stdout
+            .chars()
+            .filter(|c| (c.is_control() && *c != '\n') || ('\u{202a}'..='\u{202e}').contains(c))
+            .count()
+    };
+    let scope = ["--namespace", ns, "--hub", hub, "--group", group];
+    for args in [
+        vec!["ownership", "list"],
+        vec!["checkpoints", "list"],
+        [&["ownership", "list"][..], &scope].concat(),
+        [&["checkpoints", "list"][..], &scope].concat(),
+    ] {
+        let out = run(&db, &args);
+        ok(&out);
+        assert_eq!(raw(&out), 0, "{args:?} printed raw control characters");
+        assert!(
+            out.stdout.contains("\\u{1b}") || out.stdout.contains("\\u{7}"),
+            "{args:?} shows them escaped: {}",
+            out.stdout
+        );
+        assert!(!out.stdout.contains("\nfake line"), "{}", out.stdout);
+    }
+    let out = run(
+        &db,
+        &[&["checkpoints", "delete", "--yes"][..], &scope].concat(),
+    );
+    ok(&out);
+    assert_eq!(raw(&out), 0, "{}", out.stdout);
+    // JSON keeps the names exact (serde escapes them).
+    let json = run(&db, &["--json", "ownership", "list"]).json();
+    assert!(json
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["namespace"] == ns.to_lowercase() && g["event_hub"] == hub.to_lowercase()));
+}
+
+#[test]
+fn json_errors_are_json_on_stdout_with_the_exit_code() {
+    let (dir, db) = seeded();
+    let error = |out: &Out, code: i32| {
+        assert_eq!(out.code, code, "{}\n{}", out.stdout, out.stderr);
+        let json = out.json();
+        assert_eq!(json["error"]["exit_code"], code, "{json}");
+        assert!(json["error"]["message"].as_str().unwrap().len() > 5);
+    };
+    error(
+        &run(&dir.path().join("missing.db"), &["--json", "check"]),
+        3,
+    );
+    error(&run(&db, &["--json", "ownership", "release"]), 2);
+    error(&run(&db, &["--json", "frobnicate"]), 2);
+    error(
+        &run(&db, &["--json", "checkpoints", "set", "--partition", "0"]),
+        2,
+    );
+    // A dry run says so in JSON too; a conflicting import is one JSON document, exit 4.
+    let file = dir.path().join("export.json");
+    std::fs::write(&file, run(&db, &["export"]).stdout).unwrap();
+    let copy = dir.path().join("copy.db");
+    let out = run(
+        &copy,
+        &["--json", "import", file.to_str().unwrap(), "--dry-run"],
+    );
+    ok(&out);
+    let json = out.json();
+    assert_eq!(
+        (json["dry_run"].clone(), json["written"].clone()),
+        (true.into(), false.into())
+    );
+    assert_eq!(json["new_ownerships"], 4);
+    assert!(!copy.exists());
+    let out = run(&copy, &["--json", "import", file.to_str().unwrap()]);
+    ok(&out);
+    assert_eq!(out.json()["written"], true);
+    // One set of field names: the export's.
+    let rows = run(&db, &with_scope(&["--json", "checkpoints", "list"])).json();
+    assert_eq!(rows[0]["namespace"], NS);
+    assert_eq!(rows[0]["event_hub"], HUB);
+    let rows = run(&db, &with_scope(&["--json", "ownership", "list"])).json();
+    assert_eq!(rows[0]["namespace"], NS);
+    assert!(rows[0]["last_modified"].is_string(), "{rows}");
+    let groups = run(&db, &["--json", "ownership", "list"]).json();
+    assert_eq!(groups[0]["event_hub"], HUB);
+}
+
+#[test]
+fn a_busy_database_names_the_file_and_the_timeout() {
+    let (_dir, db) = seeded();
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = std::time::Instant::now();
+    let out = run(
+        &db,
+        &with_scope(&[
+            "--busy-timeout",
+            "300",
+            "checkpoints",
+            "set",
+            "--partition",
+            "7",
+            "--sequence-number",
+            "1",
+        ]),
+    );
+    let waited = started.elapsed();
+    holder.execute_batch("ROLLBACK").unwrap();
+    fails(&out, 1, "is busy");
+    assert!(out.stderr.contains("store.db"), "{}", out.stderr);
+    assert!(out.stderr.contains("300 ms"), "{}", out.stderr);
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "waited {waited:?}"
+    );
+}
+
+#[test]
+fn flags_are_named_offsets_may_be_negative_and_nothing_to_do_is_not_an_error() {
+    let (dir, db) = seeded();
+    // A negative offset is a value, not a flag; an empty one is no offset.
+    let set = |offset: &str| {
+        run(
+            &db,
+            &with_scope(&["checkpoints", "set", "--partition", "5", "--offset", offset]),
+        )
+    };
+    ok(&set("-1"));
+    let list = run(&db, &with_scope(&["--json", "checkpoints", "list"])).json();
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["partition_id"] == "5" && c["offset"] == "-1"));
+    fails(&set(""), 2, "no offset");
+    // Validation errors name the flag.
+    let out = run(
+        &db,
+        &[
+            "checkpoints",
+            "set",
+            "--namespace",
+            "",
+            "--hub",
+            "h",
+            "--group",
+            "g",
+            "--partition",
+            "0",
+            "--sequence-number",
+            "1",
+        ],
+    );
+    fails(&out, 2, "--namespace must not be empty");
+    let out = run(
+        &db,
+        &[
+            "import-eph",
+            &fixtures("dotnet"),
+            "--namespace",
+            "n",
+            "--hub",
+            "",
+            "--group",
+            "g",
+        ],
+    );
+    fails(&out, 2, "--hub must not be empty");
+    // Matching nothing: said so, exit 0, with or without --yes.
+    let before = run(&db, &["export"]).stdout;
+    for args in [
+        &["ownership", "release", "--owner", "nobody"][..],
+        &["ownership", "release", "--owner", "nobody", "--yes"],
+    ] {
+        let out = run(&db, args);
+        ok(&out);
+        assert!(out.stdout.contains("nothing to release"), "{}", out.stdout);
+    }
+    for args in [
+        &["checkpoints", "delete", "--partition", "99"][..],
+        &["checkpoints", "delete", "--group", "nope", "--yes"],
+    ] {
+        let out = run(&db, args);
+        ok(&out);
+        assert!(out.stdout.contains("nothing to delete"), "{}", out.stdout);
+    }
+    assert_eq!(run(&db, &["export"]).stdout, before, "nothing changed");
+    // Ownership times in the future are imported, with a warning.
+    let export = before.replacen(
+        &before[before.find("\"last_modified\": \"").unwrap() + 18..][..4],
+        "2100",
+        1,
+    );
+    let file = dir.path().join("future.json");
+    std::fs::write(&file, export).unwrap();
+    let copy = dir.path().join("copy.db");
+    let out = run(&copy, &["import", file.to_str().unwrap()]);
+    ok(&out);
+    assert!(
+        out.stderr
+            .contains("1 ownership(s) were last modified in the future"),
+        "{}",
+        out.stderr
+    );
 }

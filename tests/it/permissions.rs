@@ -1,4 +1,4 @@
-//! File modes: a new store is private (0600, see `persistence_and_bad_files.rs`) unless the
+//! File modes: a new store is private (0600, see `persistence.rs`) unless the
 //! caller asks for a wider mode; then the database, its `-wal` and its `-shm` all get that mode
 //! (less the umask, as for any file a process creates). An existing file keeps its mode.
 #![cfg(unix)]

@@ -170,7 +170,8 @@ fn a_run_that_fails_leaves_no_worker_behind() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    // Too slow is a runtime error (1), not a violation found by the checks (5).
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("did not finish within 1 s"), "{stderr}");
     assert!(started.elapsed().as_secs() < 15);
     assert!(
@@ -178,4 +179,69 @@ fn a_run_that_fails_leaves_no_worker_behind() {
         "{:?}",
         leftover_workers(&db)
     );
+}
+
+#[test]
+fn a_second_simulate_on_the_same_database_is_refused_while_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sim.db");
+    // Created first, so that this test's reads never meet a half-created file.
+    drop(SqliteCheckpointStore::open(&db).unwrap());
+    let mut first = Command::new(env!("CARGO_BIN_EXE_eh-checkpoints"))
+        .args(["--db", db.to_str().unwrap(), "--json", "simulate"])
+        .args(SMALL)
+        .args(["--events", "600", "--timeout", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first run's workers hold partitions.
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the first run never started"
+        );
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the first run ended early ({status})");
+        }
+        {
+            let owned = SqliteCheckpointStore::open(&db)
+                .and_then(|s| {
+                    s.blocking_list_ownerships(
+                        "simulate.eh-checkpoints.local",
+                        "simulated-hub",
+                        "$default",
+                    )
+                })
+                .map(|o| o.iter().filter(|o| o.owner_id.is_some()).count())
+                .unwrap();
+            if owned > 0 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = Command::new(env!("CARGO_BIN_EXE_eh-checkpoints"))
+        .args(["--db", db.to_str().unwrap(), "simulate"])
+        .args(SMALL)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another `simulate` is running"), "{stderr}");
+    // The first run was left alone: it finishes and every check passes.
+    let out = first.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_checks_pass(&report);
+    assert!(leftover_workers(&db).is_empty());
 }

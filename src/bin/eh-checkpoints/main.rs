@@ -10,11 +10,13 @@ mod open;
 mod output;
 mod simulate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use eventhubs_checkpointstore_sqlite::Error;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use eventhubs_checkpointstore_sqlite::{Error, StoreOptions};
+use serde::Serialize;
 
 /// Success.
 const EXIT_OK: u8 = 0;
@@ -31,19 +33,23 @@ pub(crate) const EXIT_CHECK_FAILED: u8 = 5;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
-  1  runtime error (I/O, database busy, a simulation worker failed)
-  2  bad arguments or invalid input, or a destructive command without --yes
+  0  success (also when stdout's reader went away: `| head -1` ends it quietly)
+  1  runtime error: I/O on another path than the database (a backup destination, a full
+     stdout), the database busy for the whole --busy-timeout, a simulation worker failed,
+     a simulation that timed out, a second simulation on the same database
+  2  bad arguments or invalid input (an unreadable input file or lease path included), or a
+     destructive command without --yes
   3  the database is missing, not a checkpoint store, corrupt, or from a newer version
   4  an import conflicts with the store (nothing written; use --overwrite)
   5  a check failed: `check` found damage, or `simulate` found a violation
 
 A dry run (import --dry-run, import-eph without --apply) writes nothing and exits with the
-code the real run would have: 4 if it would be refused for conflicts.
+code the real run would have: 4 if it would be refused for conflicts. With --json, stdout
+holds one JSON document: the result, or {\"error\": {\"exit_code\": N, \"message\": ...}}.
 
 Commands that only read (list, export, check, backup, dry runs) or only remove (release,
 delete) never create the database: a missing --db file is an error (exit 3). `simulate`,
-`import`, `import-eph --apply` and `checkpoints set` create it.";
+`import`, `import-eph --apply` and `checkpoints set` create it. The manual: docs/CLI.md.";
 
 /// Inspect and exercise an eventhubs-checkpointstore-sqlite database.
 #[derive(Debug, Parser)]
@@ -57,9 +63,12 @@ struct Cli {
         value_name = "PATH"
     )]
     db: PathBuf,
-    /// Print JSON instead of tables (for scripts).
+    /// Print JSON instead of tables (for scripts); errors too, as {"error": ...}.
     #[arg(long, global = true)]
     json: bool,
+    /// How long to wait for another process's lock on the database, in milliseconds.
+    #[arg(long, global = true, default_value_t = 5000, value_name = "MS")]
+    busy_timeout: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -103,6 +112,28 @@ pub(crate) struct Global {
     pub db: PathBuf,
     /// `--json`.
     pub json: bool,
+    /// `--busy-timeout`.
+    pub busy_timeout: Duration,
+}
+
+impl Global {
+    /// The store options every command starts from.
+    pub(crate) fn options(&self) -> StoreOptions {
+        StoreOptions::new().with_busy_timeout(self.busy_timeout)
+    }
+}
+
+/// What an error is about, where the exit code or the message depends on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Nothing more to know.
+    Plain,
+    /// The database was busy for the whole busy timeout.
+    Busy,
+    /// An I/O error on this path: exit 3 if it is the database, 1 otherwise.
+    Io(Option<PathBuf>),
+    /// Stdout was closed by its reader: end quietly.
+    StdoutClosed,
 }
 
 /// An error with the exit code it ends the program with.
@@ -110,45 +141,62 @@ pub(crate) struct Global {
 pub(crate) struct CliError {
     pub code: u8,
     pub message: String,
+    pub kind: Kind,
 }
 
 impl CliError {
-    pub(crate) fn usage(message: impl Into<String>) -> Self {
+    fn with(code: u8, message: impl Into<String>) -> Self {
+        CliError {
+            code,
+            message: message.into(),
+            kind: Kind::Plain,
+        }
+    }
+
+    /// An error reading input named on the command line (a file, a directory): exit 2, as
+    /// bad arguments are.
+    pub(crate) fn input(e: Error) -> Self {
         CliError {
             code: EXIT_USAGE,
-            message: message.into(),
+            kind: Kind::Plain,
+            ..e.into()
         }
+    }
+
+    /// Stdout's reader is gone: nothing more to say, to anyone.
+    pub(crate) fn stdout_closed() -> Self {
+        CliError {
+            code: EXIT_OK,
+            message: String::new(),
+            kind: Kind::StdoutClosed,
+        }
+    }
+
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        CliError::with(EXIT_USAGE, message)
     }
 
     pub(crate) fn runtime(message: impl Into<String>) -> Self {
-        CliError {
-            code: EXIT_ERROR,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn check(message: impl Into<String>) -> Self {
-        CliError {
-            code: EXIT_CHECK_FAILED,
-            message: message.into(),
-        }
+        CliError::with(EXIT_ERROR, message)
     }
 
     pub(crate) fn db(message: impl Into<String>) -> Self {
-        CliError {
-            code: EXIT_DB,
-            message: message.into(),
-        }
+        CliError::with(EXIT_DB, message)
     }
 }
 
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::NotADatabase { .. } | Error::SchemaTooNew { .. } | Error::Io { .. } => EXIT_DB,
+            Error::NotADatabase { .. } | Error::SchemaTooNew { .. } => EXIT_DB,
             Error::Conflict { .. } => EXIT_CONFLICT,
             Error::InvalidArgument { .. } => EXIT_USAGE,
             _ => EXIT_ERROR,
+        };
+        let kind = match &e {
+            Error::Busy { .. } => Kind::Busy,
+            Error::Io { path, .. } => Kind::Io(path.clone()),
+            _ => Kind::Plain,
         };
         let mut message = e.to_string();
         let mut source = std::error::Error::source(&e);
@@ -156,7 +204,11 @@ impl From<Error> for CliError {
             message.push_str(&format!("\n  caused by: {s}"));
             source = s.source();
         }
-        CliError { code, message }
+        CliError {
+            code,
+            message,
+            kind,
+        }
     }
 }
 
@@ -186,18 +238,99 @@ impl Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let global = Global {
         db: cli.db,
         json: cli.json,
+        busy_timeout: Duration::from_millis(cli.busy_timeout),
     };
     match dispatch(&global, cli.command) {
         Ok(outcome) => ExitCode::from(outcome.code()),
-        Err(e) => {
-            eprintln!("error: {}", e.message);
-            ExitCode::from(e.code)
-        }
+        Err(e) => ExitCode::from(report(&global, e)),
     }
+}
+
+/// Bad arguments: clap's message (or help, or the version), and with `--json` the error as
+/// JSON on stdout too.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if !informational && std::env::args_os().any(|a| a == "--json") {
+        // The first line of clap's rendering says what was wrong.
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let message = first.trim_start_matches("error: ");
+        print_error_json(EXIT_USAGE, message);
+    }
+    // Help and version to stdout with 0, errors to stderr with 2.
+    let _ = e.print();
+    ExitCode::from(if informational { EXIT_OK } else { EXIT_USAGE })
+}
+
+/// Prints a command's error (on stderr, and as JSON on stdout with `--json`) and returns its
+/// exit code.
+fn report(g: &Global, mut e: CliError) -> u8 {
+    match &e.kind {
+        Kind::StdoutClosed => return EXIT_OK,
+        Kind::Io(path) => {
+            e.code = if path.as_deref().is_some_and(|p| is_db(p, &g.db)) {
+                EXIT_DB
+            } else {
+                EXIT_ERROR
+            };
+        }
+        Kind::Busy => {
+            e.message = format!(
+                "`{}` is busy: another process held its lock for the whole busy timeout \
+                 ({} ms; --busy-timeout changes it)\n  caused by: {}",
+                g.db.display(),
+                g.busy_timeout.as_millis(),
+                e.message
+            );
+        }
+        Kind::Plain => {}
+    }
+    if g.json {
+        print_error_json(e.code, &e.message);
+    }
+    // Names quoted in the message reach the terminal escaped, line by line.
+    let lines: Vec<_> = e.message.lines().map(output::clean).collect();
+    output::warn(&format!("error: {}", lines.join("\n")));
+    e.code
+}
+
+/// Whether an I/O error's path is the database or one of its side files.
+fn is_db(path: &Path, db: &Path) -> bool {
+    let (p, d) = (path.as_os_str(), db.as_os_str());
+    p == d
+        || p.as_encoded_bytes()
+            .strip_prefix(d.as_encoded_bytes())
+            .is_some_and(|rest| [&b"-wal"[..], b"-shm", b"-journal"].contains(&rest))
+}
+
+fn print_error_json(code: u8, message: &str) {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        exit_code: u8,
+        message: &'a str,
+    }
+    #[derive(Serialize)]
+    struct ErrorJson<'a> {
+        error: Body<'a>,
+    }
+    // Best effort: the error itself also goes to stderr.
+    let _ = output::print_json(&ErrorJson {
+        error: Body {
+            exit_code: code,
+            message,
+        },
+    });
 }
 
 fn dispatch(g: &Global, command: Command) -> Result<Outcome, CliError> {
@@ -213,6 +346,6 @@ fn dispatch(g: &Global, command: Command) -> Result<Outcome, CliError> {
         Command::Check => commands::check::run(g),
         Command::Backup(args) => commands::backup::run(g, &args),
         // Its errors go to the parent as a report line (simulate/protocol.rs).
-        Command::Worker(args) => Ok(simulate::worker::main(&g.db, args)),
+        Command::Worker(args) => Ok(simulate::worker::main(g, args)),
     }
 }

@@ -7,11 +7,11 @@ use std::path::Path;
 
 use eventhubs_checkpointstore_sqlite::{SqliteCheckpointStore, StoreOptions};
 
-use crate::CliError;
+use crate::{CliError, Global};
 
-/// Opens a store that must already exist.
-pub(crate) fn existing(db: &Path) -> Result<SqliteCheckpointStore, CliError> {
-    existing_with(db, StoreOptions::default())
+/// Opens `--db`, which must already exist, with the global options.
+pub(crate) fn existing(g: &Global) -> Result<SqliteCheckpointStore, CliError> {
+    existing_with(&g.db, g.options())
 }
 
 /// [`existing`] with options.
@@ -34,9 +34,9 @@ pub(crate) fn existing_with(
     }
 }
 
-/// Opens the store, creating the file if it does not exist.
-pub(crate) fn or_create(db: &Path) -> Result<SqliteCheckpointStore, CliError> {
-    or_create_with(db, StoreOptions::default())
+/// Opens `--db` with the global options, creating the file if it does not exist.
+pub(crate) fn or_create(g: &Global) -> Result<SqliteCheckpointStore, CliError> {
+    or_create_with(&g.db, g.options())
 }
 
 /// [`or_create`] with options.
@@ -49,9 +49,9 @@ pub(crate) fn or_create_with(
 
 /// The store to plan against without writing: the database if it exists, otherwise an
 /// empty store in memory (so that planning creates no file).
-pub(crate) fn for_planning(db: &Path) -> Result<SqliteCheckpointStore, CliError> {
-    if db.exists() {
-        existing(db)
+pub(crate) fn for_planning(g: &Global) -> Result<SqliteCheckpointStore, CliError> {
+    if g.db.exists() {
+        existing(g)
     } else {
         Ok(SqliteCheckpointStore::open_in_memory()?)
     }

@@ -2,9 +2,12 @@
 //! command shows, under one set of JSON field names (those of the export format:
 //! `namespace`, `event_hub`, `consumer_group`, `partition_id`, `owner_id`, `etag`,
 //! `last_modified`, `offset`, `sequence_number`). Commands build their text and hand it to
-//! [`print()`], the one place that writes to stdout.
+//! [`print()`], the one place that writes to stdout; names from the database pass through
+//! [`clean`] (tables do it for every cell) so that control characters reach the terminal
+//! escaped, never raw.
 
-use std::io::Write;
+use std::borrow::Cow;
+use std::io::{ErrorKind, Write};
 
 use eventhubs_checkpointstore_sqlite::admin::GroupSummary;
 use eventhubs_checkpointstore_sqlite::{Checkpoint, Ownership};
@@ -13,12 +16,46 @@ use time::OffsetDateTime;
 
 use crate::CliError;
 
-/// Writes `text` to stdout.
+/// Writes `text` to stdout. A reader that went away (a closed pipe, `| head -1`) ends the
+/// program quietly ([`CliError::stdout_closed`]); any other failure (a full disk) is an error.
 pub(crate) fn print(text: &str) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| CliError::runtime(format!("cannot write to stdout: {e}")))
+        .map_err(|e| match e.kind() {
+            ErrorKind::BrokenPipe => CliError::stdout_closed(),
+            _ => CliError::runtime(format!("cannot write to stdout: {e}")),
+        })
+}
+
+/// Writes a line to stderr (warnings, errors, notes), ignoring a stderr that cannot be
+/// written: there is nowhere left to say so.
+pub(crate) fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Characters [`clean`] escapes: control characters (ESC, BEL, CR, newline, DEL, C1), the
+/// bidirectional overrides and isolates that reorder what a terminal shows, and the
+/// backslash (so that the escaping is unambiguous).
+fn needs_escape(c: char) -> bool {
+    c.is_control() || c == '\\' || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character [`needs_escape`] names escaped as Rust writes it (`\u{1b}`,
+/// `\r`, `\n`, `\\`); text without them is returned as it is.
+pub(crate) fn clean(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut s = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+    }
+    Cow::Owned(s)
 }
 
 /// Writes `value` as pretty JSON and a newline to stdout.
@@ -43,8 +80,10 @@ impl Table {
         }
     }
 
+    /// Adds a row; every cell is [`clean`]ed.
     pub(crate) fn row<const N: usize>(&mut self, cells: [String; N]) {
-        self.rows.push(cells.into());
+        self.rows
+            .push(cells.iter().map(|c| clean(c).into_owned()).collect());
     }
 
     pub(crate) fn render(&self) -> String {
@@ -196,5 +235,17 @@ mod tests {
             t.render(),
             "a          long header\n---------  -----------\nwide cell  x\n"
         );
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(clean("plain $Default"), "plain $Default");
+        assert_eq!(
+            clean("a\u{1b}[2Jb\u{7}c\rd\ne\\f\u{7f}\u{9b}\u{202e}"),
+            "a\\u{1b}[2Jb\\u{7}c\\rd\\ne\\\\f\\u{7f}\\u{9b}\\u{202e}"
+        );
+        let mut t = Table::new(["name"]);
+        t.row(["x\u{1b}]0;owned\u{7}".into()]);
+        assert!(!t.render().contains('\u{1b}'), "{}", t.render());
     }
 }

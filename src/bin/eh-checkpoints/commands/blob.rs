@@ -251,7 +251,7 @@ struct ExportJson<'a> {
 }
 
 fn export(g: &Global, args: &ExportArgs) -> Result<Outcome, CliError> {
-    let store = open::existing(&g.db)?;
+    let store = open::existing(g)?;
     let container = args.r#where.open()?;
     let export = store.blocking_export()?;
     let options = ExportOptions {
@@ -305,7 +305,7 @@ fn export(g: &Global, args: &ExportArgs) -> Result<Outcome, CliError> {
         let mut text = t.render();
         text.push('\n');
         for s in &plan.skipped {
-            text.push_str(&format!("skipped: {s}\n"));
+            text.push_str(&format!("skipped: {}\n", output::clean(s)));
         }
         match &report {
             Some(r) => text.push_str(&format!(
@@ -361,11 +361,11 @@ fn import(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
             .map_err(blob_error)?
     };
     // Against a missing database, plan in memory first so that bad input creates no file.
-    let plan = open::for_planning(&g.db)?.blocking_plan_import(&read.export)?;
+    let plan = open::for_planning(g)?.blocking_plan_import(&read.export)?;
     let refused = !plan.conflicts.is_empty() && !args.overwrite;
     let apply = args.apply && !refused;
     let plan = if apply {
-        open::or_create(&g.db)?.blocking_import(&read.export, on_conflict(args.overwrite))?
+        open::or_create(g)?.blocking_import(&read.export, on_conflict(args.overwrite))?
     } else {
         plan
     };
@@ -391,11 +391,12 @@ fn import(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
         for c in &plan.conflicts {
             text.push_str(&format!(
                 "  {}: {c}\n",
-                if apply { "replaced" } else { "conflict" }
+                if apply { "replaced" } else { "conflict" },
+                c = output::clean(c)
             ));
         }
         for n in &read.notes {
-            text.push_str(&format!("  note: {n}\n"));
+            text.push_str(&format!("  note: {}\n", output::clean(n)));
         }
         if read.other_blobs > 0 {
             text.push_str(&format!(

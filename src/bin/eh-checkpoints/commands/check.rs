@@ -2,13 +2,13 @@
 //! sizes and row counts; exit 5 when it finds damage.
 
 use eventhubs_checkpointstore_sqlite::admin::CheckReport;
-use eventhubs_checkpointstore_sqlite::{StoreOptions, APPLICATION_ID};
+use eventhubs_checkpointstore_sqlite::APPLICATION_ID;
 
 use crate::{open, output, CliError, Global, Outcome};
 
 pub(crate) fn run(g: &Global) -> Result<Outcome, CliError> {
     // Open a damaged store anyway: reporting the damage is this command's job.
-    let store = open::existing_with(&g.db, StoreOptions::new().with_check_on_open(false))?;
+    let store = open::existing_with(&g.db, g.options().with_check_on_open(false))?;
     let report = store.blocking_check()?;
     if g.json {
         output::print_json(&report)?;

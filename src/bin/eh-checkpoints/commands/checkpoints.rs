@@ -6,7 +6,7 @@ use eventhubs_checkpointstore_sqlite::admin::GroupSummary;
 use eventhubs_checkpointstore_sqlite::{Checkpoint, SqliteCheckpointStore};
 use serde::Serialize;
 
-use super::{matching_groups, summary, Scope};
+use super::{flag_error, matching_groups, summary, Scope};
 use crate::output::{self, or_dash, CheckpointRow, Table};
 use crate::{open, CliError, Global, Outcome};
 
@@ -24,8 +24,8 @@ pub(crate) enum CheckpointsCommand {
         /// The partition.
         #[arg(long)]
         partition: String,
-        /// The offset (opaque text).
-        #[arg(long)]
+        /// The offset (opaque text; may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         offset: Option<String>,
         /// The sequence number.
         #[arg(long, allow_negative_numbers = true)]
@@ -49,7 +49,7 @@ pub(crate) enum CheckpointsCommand {
 
 pub(crate) fn run(g: &Global, command: &CheckpointsCommand) -> Result<Outcome, CliError> {
     match command {
-        CheckpointsCommand::List { scope } => list(&open::existing(&g.db)?, scope, g.json)?,
+        CheckpointsCommand::List { scope } => list(&open::existing(g)?, scope, g.json)?,
         CheckpointsCommand::Set {
             scope,
             partition,
@@ -68,7 +68,7 @@ pub(crate) fn run(g: &Global, command: &CheckpointsCommand) -> Result<Outcome, C
             scope,
             partition,
             yes,
-        } => delete(&open::existing(&g.db)?, scope, partition, *yes, g.json)?,
+        } => delete(&open::existing(g)?, scope, partition, *yes, g.json)?,
     }
     Ok(Outcome::Ok)
 }
@@ -117,9 +117,20 @@ fn set(
             "give --offset, --sequence-number or both: a checkpoint names a position",
         ));
     }
-    let store = open::or_create(&g.db)?;
+    if offset == Some("") {
+        return Err(CliError::usage(
+            "--offset is empty: that is no offset (leave --offset out to set only \
+             --sequence-number)",
+        ));
+    }
+    // Validate before the database is created.
+    SqliteCheckpointStore::open_in_memory()?
+        .blocking_update_checkpoint(&checkpoint)
+        .map_err(flag_error)?;
+    let store = open::or_create(g)?;
     let current = store
-        .blocking_list_checkpoints(ns, hub, group)?
+        .blocking_list_checkpoints(ns, hub, group)
+        .map_err(flag_error)?
         .into_iter()
         .find(|c| c.partition_id == partition);
     if let Some(c) = &current {
@@ -133,15 +144,41 @@ fn set(
             )));
         }
     }
-    store.blocking_update_checkpoint(&checkpoint)?;
+    store
+        .blocking_update_checkpoint(&checkpoint)
+        .map_err(flag_error)?;
     if g.json {
         return output::print_json(&CheckpointRow::from(&checkpoint));
     }
     output::print(&format!(
-        "set partition {partition}: offset {}, sequence number {}\n",
-        or_dash(offset),
+        "set partition {}: offset {}, sequence number {}\n",
+        output::clean(partition),
+        or_dash(offset.map(output::clean)),
         or_dash(sequence_number)
     ))
+}
+
+/// Whether deleting `partitions` (all if empty) of `groups` would remove a row. Exact for
+/// positions; a group holding legacy placeholders counts as a match (they are not listed).
+fn matches_any(
+    store: &SqliteCheckpointStore,
+    groups: &[GroupSummary],
+    partitions: &[String],
+) -> Result<bool, CliError> {
+    if partitions.is_empty() || groups.iter().any(|g| g.placeholders > 0) {
+        return Ok(!groups.is_empty());
+    }
+    for g in groups {
+        let listed = store.blocking_list_checkpoints(
+            &g.fully_qualified_namespace,
+            &g.event_hub_name,
+            &g.consumer_group,
+        )?;
+        if listed.iter().any(|c| partitions.contains(&c.partition_id)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The rows deleted in one group (of one partition, or all), as JSON.
@@ -165,6 +202,13 @@ fn delete(
         .into_iter()
         .filter(|g| g.checkpoints + g.placeholders > 0)
         .collect();
+    if !matches_any(store, &groups, partitions)? {
+        return if json {
+            output::print_json(&Vec::<Deleted>::new())
+        } else {
+            output::print("nothing to delete\n")
+        };
+    }
     if !yes {
         let what = if partitions.is_empty() {
             let rows: u64 = groups.iter().map(|g| g.checkpoints + g.placeholders).sum();
@@ -195,7 +239,9 @@ fn delete(
             results.push(row(None, store.blocking_delete_checkpoints(ns, hub, cg)?));
         } else {
             for p in partitions {
-                let gone = store.blocking_delete_checkpoint(ns, hub, cg, p)?;
+                let gone = store
+                    .blocking_delete_checkpoint(ns, hub, cg, p)
+                    .map_err(flag_error)?;
                 results.push(row(Some(p.clone()), u64::from(gone)));
             }
         }
@@ -209,14 +255,20 @@ fn delete(
         text.push_str(&format!(
             "deleted {} checkpoint row(s) of {}/{}/{}{}\n",
             r.deleted,
-            r.namespace,
-            r.event_hub,
-            r.consumer_group,
-            r.partition_id
-                .as_deref()
-                .map_or(String::new(), |p| format!(" partition {p}"))
+            output::clean(&r.namespace),
+            output::clean(&r.event_hub),
+            output::clean(&r.consumer_group),
+            r.partition_id.as_deref().map_or(String::new(), |p| format!(
+                " partition {}",
+                output::clean(p)
+            ))
         ));
     }
-    text.push_str(&format!("{total} checkpoint row(s) deleted\n"));
+    if total == 0 {
+        // Removed meanwhile by someone else.
+        text.push_str("nothing to delete\n");
+    } else {
+        text.push_str(&format!("{total} checkpoint row(s) deleted\n"));
+    }
     output::print(&text)
 }

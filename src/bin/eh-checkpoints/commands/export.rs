@@ -15,7 +15,7 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn run(g: &Global, args: &ExportArgs) -> Result<Outcome, CliError> {
-    let store = open::existing(&g.db)?;
+    let store = open::existing(g)?;
     let json = store.blocking_export()?.to_json()?;
     match &args.output {
         None => output::print(&json)?,
@@ -23,7 +23,7 @@ pub(crate) fn run(g: &Global, args: &ExportArgs) -> Result<Outcome, CliError> {
             std::fs::write(path, json).map_err(|e| {
                 CliError::runtime(format!("cannot write `{}`: {e}", path.display()))
             })?;
-            eprintln!("exported to {}", path.display());
+            output::warn(&format!("exported to {}", path.display()));
         }
     }
     Ok(Outcome::Ok)

@@ -5,10 +5,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use eventhubs_checkpointstore_sqlite::migrate::export::{ImportPlan, StoreExport};
 use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
+use serde::Serialize;
+
+use time::OffsetDateTime;
 
 use crate::{open, output, CliError, Global, Outcome};
 
@@ -26,12 +30,19 @@ pub(crate) struct ImportArgs {
 
 pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
     let export = StoreExport::from_json(&read_input(&args.file)?)?;
+    if let Some(warning) = future_times(&export, OffsetDateTime::now_utc()) {
+        output::warn(&warning);
+    }
     // Against a missing database, plan in memory first so that bad input creates no file.
-    let plan = open::for_planning(&g.db)?.blocking_plan_import(&export)?;
+    let plan = open::for_planning(g)?.blocking_plan_import(&export)?;
     let conflicts = !plan.conflicts.is_empty() && !args.overwrite;
     if args.dry_run || conflicts {
         if g.json {
-            output::print_json(&plan)?;
+            output::print_json(&ImportJson {
+                dry_run: args.dry_run,
+                written: false,
+                plan: &plan,
+            })?;
         } else {
             let mut text = format!(
                 "ownerships: {} new, {} unchanged; checkpoints: {} new, {} unchanged; {} conflict(s)\n",
@@ -42,7 +53,7 @@ pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
                 plan.conflicts.len()
             );
             for c in &plan.conflicts {
-                text.push_str(&format!("  conflict: {c}\n"));
+                text.push_str(&format!("  conflict: {}\n", output::clean(c)));
             }
             if !conflicts {
                 text.push_str("dry run: nothing written\n");
@@ -50,18 +61,22 @@ pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
             output::print(&text)?;
         }
         if conflicts {
-            eprintln!(
+            output::warn(&format!(
                 "error: {} row(s) conflict with the store; nothing was written \
                  (use --overwrite to replace them)",
                 plan.conflicts.len()
-            );
+            ));
             return Ok(Outcome::Conflict);
         }
         return Ok(Outcome::Ok);
     }
-    let done = open::or_create(&g.db)?.blocking_import(&export, on_conflict(args.overwrite))?;
+    let done = open::or_create(g)?.blocking_import(&export, on_conflict(args.overwrite))?;
     if g.json {
-        output::print_json(&done)?;
+        output::print_json(&ImportJson {
+            dry_run: false,
+            written: true,
+            plan: &done,
+        })?;
     } else {
         output::print(&summary(&done))?;
     }
@@ -79,6 +94,16 @@ fn summary(done: &ImportPlan) -> String {
     )
 }
 
+/// What an import did or would do, as JSON: the plan's counts and conflicts, whether this
+/// was a dry run, and whether anything was written.
+#[derive(Serialize)]
+struct ImportJson<'a> {
+    dry_run: bool,
+    written: bool,
+    #[serde(flatten)]
+    plan: &'a ImportPlan,
+}
+
 /// The library's conflict rule for the `--overwrite` flag.
 pub(crate) fn on_conflict(overwrite: bool) -> OnConflict {
     if overwrite {
@@ -86,6 +111,27 @@ pub(crate) fn on_conflict(overwrite: bool) -> OnConflict {
     } else {
         OnConflict::Refuse
     }
+}
+
+/// A warning when ownerships were last modified after `now` (by more than a second): a
+/// processor counts such a partition as owned until that time plus the ownership expiry, so
+/// nobody may claim it for that long (an export from a machine whose clock runs ahead).
+fn future_times(export: &StoreExport, now: OffsetDateTime) -> Option<String> {
+    let limit = now + Duration::from_secs(1);
+    let ahead: Vec<OffsetDateTime> = export
+        .ownerships
+        .iter()
+        .map(|o| o.last_modified)
+        .filter(|t| *t > limit)
+        .collect();
+    let latest = ahead.iter().max()?;
+    Some(format!(
+        "warning: {} ownership(s) were last modified in the future, up to {:.0} s ahead of \
+         this machine's clock: processors will count them as owned until then plus the \
+         ownership expiry",
+        ahead.len(),
+        (*latest - now).as_seconds_f64()
+    ))
 }
 
 fn read_input(file: &Path) -> Result<String, CliError> {

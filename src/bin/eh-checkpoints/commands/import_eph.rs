@@ -11,7 +11,7 @@ use eventhubs_checkpointstore_sqlite::migrate::eph::{
 use serde::Serialize;
 
 use super::import::on_conflict;
-use super::Scope;
+use super::{flag_error, Scope};
 use crate::output::{self, or_dash, CheckpointRow, Table};
 use crate::{open, CliError, Global, Outcome};
 
@@ -42,37 +42,30 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
     let (ns, hub, group) = args.scope.required()?;
     let files = read_files(args)?;
     let leases: Vec<_> = files.iter().map(|f| f.lease.clone()).collect();
-    let items = if args.apply {
-        if !g.db.exists() {
-            // Validate in memory first, so that bad arguments create no file.
-            open::for_planning(&g.db)?.blocking_plan_import_eph(
-                ns,
-                hub,
-                group,
-                &leases,
-                on_conflict(args.overwrite),
-            )?;
-        }
-        open::or_create(&g.db)?.blocking_import_eph(
-            ns,
-            hub,
-            group,
-            &leases,
-            on_conflict(args.overwrite),
-        )?
+    let rule = on_conflict(args.overwrite);
+    // Plan first (in memory against a missing database, so that bad arguments create no
+    // file). A dry run stops there, and so does a run with conflicts, as `import` does: both
+    // show the plan and exit as the write would.
+    let planned = open::for_planning(g)?
+        .blocking_plan_import_eph(ns, hub, group, &leases, rule)
+        .map_err(flag_error)?;
+    let conflicts = planned
+        .iter()
+        .filter(|i| matches!(i.action, EphAction::Conflict { .. }))
+        .count();
+    let write = args.apply && conflicts == 0;
+    let items = if write {
+        open::or_create(g)?
+            .blocking_import_eph(ns, hub, group, &leases, rule)
+            .map_err(flag_error)?
     } else {
-        open::for_planning(&g.db)?.blocking_plan_import_eph(
-            ns,
-            hub,
-            group,
-            &leases,
-            on_conflict(args.overwrite),
-        )?
+        planned
     };
+    // For the summary lines: the names as given, escaped for the terminal.
+    let (ns, hub, group) = (output::clean(ns), output::clean(hub), output::clean(group));
     let count = |f: fn(&EphAction) -> bool| items.iter().filter(|i| f(&i.action)).count();
     let writes = count(|a| matches!(a, EphAction::New | EphAction::Replace { .. }));
     let skipped = count(|a| matches!(a, EphAction::Skip { .. }));
-    let conflicts = count(|a| matches!(a, EphAction::Conflict { .. }));
     if g.json {
         let out: Vec<EphRow<'_>> = files
             .iter()
@@ -81,11 +74,16 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
             .collect();
         output::print_json(&out)?;
     } else {
-        let mut text = table(&files, &items, args.apply).render();
+        let mut text = table(&files, &items, write).render();
         text.push('\n');
-        if args.apply {
+        if write {
             text.push_str(&format!(
                 "wrote {writes} checkpoint(s) to {ns}/{hub}/{group}; skipped {skipped} lease(s) without an offset\n"
+            ));
+        } else if args.apply {
+            text.push_str(&format!(
+                "nothing written to {ns}/{hub}/{group}: {conflicts} conflict(s) (use --overwrite to \
+                 replace them)\n"
             ));
         } else {
             text.push_str(&format!(
@@ -97,10 +95,10 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
     }
     // A dry run exits as the real run would: refused for its conflicts.
     if conflicts > 0 {
-        eprintln!(
+        output::warn(&format!(
             "error: {conflicts} row(s) conflict with the store; nothing was written \
              (use --overwrite to replace them)"
-        );
+        ));
         return Ok(Outcome::Conflict);
     }
     Ok(Outcome::Ok)
@@ -113,7 +111,8 @@ fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
         (Some(_), true) => Err(CliError::usage(
             "give a lease folder or a container, not both",
         )),
-        (Some(path), false) => Ok(read_eph_leases(path)?),
+        // The lease path is input named on the command line: unreadable, it is a bad argument.
+        (Some(path), false) => read_eph_leases(path).map_err(CliError::input),
         (None, true) => {
             let container = args.r#where.open()?;
             let p = blob::Progress::new("reading leases");
@@ -136,7 +135,8 @@ fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
 #[cfg(not(feature = "blob"))]
 fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
     match &args.path {
-        Some(path) => Ok(read_eph_leases(path)?),
+        // The lease path is input named on the command line: unreadable, it is a bad argument.
+        Some(path) => read_eph_leases(path).map_err(CliError::input),
         None => Err(CliError::usage("give the lease folder (or file)")),
     }
 }

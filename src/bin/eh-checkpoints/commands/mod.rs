@@ -15,7 +15,7 @@ pub(crate) mod simulate;
 
 use clap::Args;
 use eventhubs_checkpointstore_sqlite::admin::GroupSummary;
-use eventhubs_checkpointstore_sqlite::SqliteCheckpointStore;
+use eventhubs_checkpointstore_sqlite::{Error, SqliteCheckpointStore};
 
 use crate::output::{self, GroupRow, Table};
 use crate::CliError;
@@ -68,6 +68,25 @@ impl Scope {
             " match the given --namespace/--hub/--group"
         }
     }
+}
+
+/// A library error about values that came from flags, with the field named as the flag
+/// (`--namespace`, not `fully_qualified_namespace`).
+pub(crate) fn flag_error(e: Error) -> CliError {
+    let Error::InvalidArgument { field, reason } = &e else {
+        return e.into();
+    };
+    let flag = match *field {
+        "fully_qualified_namespace" | "namespace" => "--namespace",
+        "event_hub_name" | "event_hub" => "--hub",
+        "consumer_group" => "--group",
+        "partition_id" => "--partition",
+        "offset" => "--offset",
+        "sequence_number" => "--sequence-number",
+        "owner_id" => "--owner",
+        _ => return e.into(),
+    };
+    CliError::usage(format!("{flag} {reason}"))
 }
 
 /// The store's groups that `scope` matches.

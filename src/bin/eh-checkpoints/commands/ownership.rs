@@ -34,7 +34,7 @@ pub(crate) enum OwnershipCommand {
 }
 
 pub(crate) fn run(g: &Global, command: &OwnershipCommand) -> Result<Outcome, CliError> {
-    let store = open::existing(&g.db)?;
+    let store = open::existing(g)?;
     match command {
         OwnershipCommand::List { scope } => list(&store, scope, g.json)?,
         OwnershipCommand::Release {
@@ -109,6 +109,13 @@ fn release(
         }
     }
     let count: usize = plan.iter().map(|(_, t)| t.len()).sum();
+    if count == 0 {
+        return if json {
+            output::print_json(&Vec::<Released>::new())
+        } else {
+            output::print("nothing to release\n")
+        };
+    }
     if !yes {
         return Err(CliError::usage(format!(
             "would release {count} owned partition(s) in {} group(s); pass --yes to do it",

@@ -26,7 +26,7 @@ pub(crate) struct SimulateArgs {
 }
 
 pub(crate) fn run(g: &Global, args: &SimulateArgs) -> Result<Outcome, CliError> {
-    let report = simulate::run(&g.db, args)?;
+    let report = simulate::run(g, args)?;
     if g.json {
         output::print_json(&report)?;
     } else {

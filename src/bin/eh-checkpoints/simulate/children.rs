@@ -42,6 +42,7 @@ impl Drop for Workers {
 pub(super) fn spawn(
     exe: &Path,
     db: &Path,
+    busy_timeout: Duration,
     args: &ProcessorArgs,
     name: &str,
     workers: &mut Workers,
@@ -51,6 +52,7 @@ pub(super) fn spawn(
     let mut cmd = Command::new(exe);
     cmd.arg("--db")
         .arg(db)
+        .args(["--busy-timeout", &busy_timeout.as_millis().to_string()])
         .arg("__worker")
         .args(["--id", name])
         .args(args.to_args())

@@ -22,10 +22,10 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use eventhubs_checkpointstore_sqlite::{self as store, SqliteCheckpointStore, StoreOptions};
+use eventhubs_checkpointstore_sqlite::{self as store, SqliteCheckpointStore};
 
 use crate::commands::simulate::SimulateArgs;
-use crate::{open, CliError};
+use crate::{open, CliError, Global};
 use balance::Strategy;
 use children::{Msg, Workers};
 use progress::Display;
@@ -132,16 +132,27 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// Runs the simulation and returns its report (whose `ok` says whether every check passed).
-pub(crate) fn run(db: &Path, args: &SimulateArgs) -> Result<SimReport, CliError> {
+pub(crate) fn run(g: &Global, args: &SimulateArgs) -> Result<SimReport, CliError> {
+    let db = g.db.as_path();
     args.processor.validate()?;
+    if args.kill_after.is_some() && args.processes < 2 {
+        return Err(CliError::usage(
+            "--kill-after needs --processes 2 or more: with one process, nobody takes over",
+        ));
+    }
     let exe = std::env::current_exe()
         .map_err(|e| CliError::runtime(format!("cannot find this program's path: {e}")))?;
-    let options = StoreOptions::new().with_durability(args.processor.durability.into());
+    let options = g
+        .options()
+        .with_durability(args.processor.durability.into());
     let store = open::or_create_with(db, options)?;
+    // Held until the run ends: a second `simulate` on this database must not reset the
+    // group under the first one's workers.
+    let _lock = lock(db)?;
     // The simulation's own group starts empty on every run.
     store.blocking_delete_group(SIM_NAMESPACE, SIM_HUB, SIM_GROUP)?;
 
-    let mut sim = Sim::new(db, args, exe);
+    let mut sim = Sim::new(g, args, exe);
     if let Err(e) = sim.drive(&store) {
         sim.display.multi.clear().ok();
         return Err(e);
@@ -157,9 +168,30 @@ pub(crate) fn run(db: &Path, args: &SimulateArgs) -> Result<SimReport, CliError>
     Ok(sim.report(checks, finished_at))
 }
 
+/// Takes an exclusive `flock` on the database file for the run, so that a second `simulate`
+/// on it is refused. SQLite locks with `fcntl` byte ranges, which `flock` does not touch on
+/// local file systems; the lock goes with the process, even on SIGKILL.
+fn lock(db: &Path) -> Result<std::fs::File, CliError> {
+    let file = std::fs::File::open(db)
+        .map_err(|e| CliError::runtime(format!("cannot open `{}`: {e}", db.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CliError::runtime(format!(
+            "another `simulate` is running on `{}`; wait for it to end or use another --db",
+            db.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(CliError::runtime(format!(
+            "cannot lock `{}` for the simulation: {e}",
+            db.display()
+        ))),
+    }
+}
+
 /// A running simulation, seen from the parent.
 struct Sim<'a> {
     db: &'a Path,
+    /// `--busy-timeout`, passed on to the workers.
+    busy_timeout: Duration,
     args: &'a SimulateArgs,
     exe: PathBuf,
     names: Vec<String>,
@@ -179,13 +211,14 @@ struct Sim<'a> {
 }
 
 impl<'a> Sim<'a> {
-    fn new(db: &'a Path, args: &'a SimulateArgs, exe: PathBuf) -> Sim<'a> {
+    fn new(g: &'a Global, args: &'a SimulateArgs, exe: PathBuf) -> Sim<'a> {
         let p = &args.processor;
         let names: Vec<String> = (1..=args.processes).map(|i| format!("proc-{i}")).collect();
         let partitions: Vec<String> = (0..p.partitions).map(|p| p.to_string()).collect();
         let (tx, rx) = mpsc::channel();
         Sim {
-            db,
+            db: &g.db,
+            busy_timeout: g.busy_timeout,
             args,
             exe,
             display: Display::new(&names, u64::from(p.partitions), p.events as u64),
@@ -229,8 +262,10 @@ impl<'a> Sim<'a> {
                 return Ok(());
             }
             if now - self.started > timeout {
-                return Err(CliError::check(format!(
-                    "the simulation did not finish within {} s",
+                // Slow is not wrong: a timeout is a runtime error, not a failed check.
+                return Err(CliError::runtime(format!(
+                    "the simulation did not finish within {} s (raise --timeout, or lower \
+                     --events or --partitions)",
                     self.args.timeout
                 )));
             }
@@ -247,6 +282,7 @@ impl<'a> Sim<'a> {
         children::spawn(
             &self.exe,
             self.db,
+            self.busy_timeout,
             &self.args.processor,
             &self.names[count],
             &mut self.workers,

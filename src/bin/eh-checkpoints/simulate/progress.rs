@@ -41,7 +41,7 @@ impl Display {
     /// A line above the bars, or on stderr when no bars are drawn (not a terminal).
     pub(super) fn note(&self, line: &str) {
         if self.multi.is_hidden() {
-            eprintln!("{line}");
+            crate::output::warn(line);
         } else {
             let _ = self.multi.println(line);
         }

@@ -8,20 +8,17 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventhubs_checkpointstore_sqlite::{
-    Checkpoint, Error, Ownership, SqliteCheckpointStore, StoreOptions,
-};
+use eventhubs_checkpointstore_sqlite::{Checkpoint, Error, Ownership, SqliteCheckpointStore};
 use time::OffsetDateTime;
 
 use super::balance::{Balancer, Rng};
 use super::protocol::Report;
 use super::{ProcessorArgs, SIM_GROUP, SIM_HUB, SIM_NAMESPACE};
-use crate::Outcome;
+use crate::{Global, Outcome};
 
 /// How often owned partitions make progress and reports are flushed.
 const TICK: Duration = Duration::from_millis(20);
@@ -58,8 +55,8 @@ struct Worker {
 }
 
 /// Runs a worker until told to stop. An error is reported to the parent as an `X` line.
-pub(crate) fn main(db: &Path, args: WorkerArgs) -> Outcome {
-    match run(db, args) {
+pub(crate) fn main(g: &Global, args: WorkerArgs) -> Outcome {
+    match run(g, args) {
         Ok(()) => Outcome::Ok,
         Err(e) => {
             // If even this line cannot be written, the parent is gone and sees the exit code.
@@ -69,11 +66,12 @@ pub(crate) fn main(db: &Path, args: WorkerArgs) -> Outcome {
     }
 }
 
-fn run(db: &Path, args: WorkerArgs) -> Result<(), String> {
-    let options = StoreOptions::new()
+fn run(g: &Global, args: WorkerArgs) -> Result<(), String> {
+    let options = g
+        .options()
         .with_durability(args.processor.durability.into())
         .with_pool_size(2);
-    let store = SqliteCheckpointStore::open_with(db, options).map_err(|e| e.to_string())?;
+    let store = SqliteCheckpointStore::open_with(&g.db, options).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
