@@ -19,8 +19,9 @@
 //! keeps names folded to lowercase, so an [export](plan_export) always writes the lowercase
 //! name, and, when the [`Scope`] gives a name in another spelling, the same blob under that
 //! spelling too: give `--group '$Default'` (etc.) as the processors spell it, and every SDK
-//! finds its blob. Reading a container ([`read_container`]) accepts any spelling; two blobs of
-//! one partition (both spellings) give the one modified last.
+//! finds its blob. Blobs of a partition that the container already holds in another spelling
+//! are written too, so no SDK reads a stale position. Reading a container ([`read_container`])
+//! accepts any spelling; of two blobs of one partition it reads the one modified last.
 //!
 //! # Safe under a live fleet
 //!
@@ -664,6 +665,34 @@ pub async fn plan_export(
         .into_iter()
         .map(|m| (m.location.as_ref().to_owned(), m))
         .collect();
+    // Blobs of the same partition in other spellings (an earlier scoped export, or a processor
+    // of an SDK that keeps the case) get the same position, so that no SDK reads a stale one.
+    let mut spellings: HashMap<String, Vec<&str>> = HashMap::new();
+    for name in existing.keys() {
+        spellings
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .push(name);
+    }
+    let names: std::collections::HashSet<String> = wanted.iter().map(|w| w.0.clone()).collect();
+    let mut all = Vec::with_capacity(wanted.len());
+    for (blob, kind, metadata) in wanted {
+        let mut others: Vec<&str> = spellings
+            .get(&blob.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|n| !names.contains(*n))
+            .collect();
+        others.sort_unstable();
+        let others: Vec<Wanted> = others
+            .into_iter()
+            .map(|n| (n.to_owned(), kind, metadata.clone()))
+            .collect();
+        all.push((blob, kind, metadata));
+        all.extend(others);
+    }
+    let wanted = all;
     let total = wanted.len();
     let done = AtomicU64::new(0);
     let blobs = futures_util::stream::iter(wanted.into_iter().map(|(blob, kind, metadata)| {

@@ -823,6 +823,11 @@ async fn cli_export_and_import() {
         rust_lists(&url, "telemetry", "$default")["checkpoints"][1]["offset"],
         "5"
     );
+    // The blobs the scoped export wrote in the processors' spelling moved on too.
+    assert_eq!(
+        rust_lists(&url, "Telemetry", "$Default")["checkpoints"][1]["offset"],
+        "5"
+    );
 
     // Back: a dry run creates no file; --apply imports what the container holds.
     let back = dir.path().join("back.db");
