@@ -14,9 +14,10 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::files::{create_new_file, sqlite_name, Identity};
 use crate::model::{GroupKey, PartitionKey};
 use crate::schema;
-use crate::store::{create_private, ops, SqliteCheckpointStore};
+use crate::store::{ops, SqliteCheckpointStore};
 
 /// One (namespace, event hub, consumer group) that has rows in the store, with its counts.
 ///
@@ -65,6 +66,11 @@ pub struct CheckReport {
     pub file_size: Option<u64>,
     /// The size of the `-wal` file in bytes: `Some(0)` when there is none, `None` in memory.
     pub wal_size: Option<u64>,
+    /// The size of the `-wal` file when the store was opened, before SQLite read it (and
+    /// recovered it, if a crash left one): `Some(0)` when there was none, `None` in memory or
+    /// when it could not be read.
+    #[serde(default)]
+    pub wal_size_at_open: Option<u64>,
     /// Row counts, or `None` when the tables could not be read (the integrity lines say why).
     pub rows: Option<RowCounts>,
 }
@@ -351,13 +357,15 @@ impl SqliteCheckpointStore {
                 freelist_count: pragma_i64("freelist_count")?.max(0) as u64,
                 file_size: None,
                 wal_size: None,
+                wal_size_at_open: None,
                 rows,
             })
         })?;
-        if let Some(p) = &path {
+        if let Some(p) = self.real_path() {
             report.file_size = file_size(p)?;
             report.wal_size = file_size(&schema::side_file(p, "-wal"))?;
         }
+        report.wal_size_at_open = self.wal_size_at_open();
         report.path = path;
         Ok(report)
     }
@@ -385,29 +393,43 @@ impl SqliteCheckpointStore {
     /// partial file is removed.
     pub fn blocking_backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
         let dest = dest.as_ref();
-        if dest.exists() {
-            return Err(Error::invalid(
-                "dest",
-                format!(
-                    "`{}` already exists; a backup never overwrites a file",
-                    dest.display()
-                ),
-            ));
-        }
-        create_private(dest, self.options().file_mode()).map_err(|e| e.at(Some(dest)))?;
-        let result = self.backup_into(dest);
-        if result.is_err() {
-            // Only a file this call created is removed; best effort, the error says the rest.
+        // Created exclusively: whatever is at `dest` (a file, a symlink, one created a moment
+        // ago by someone else) is refused and left as it is.
+        let created = match create_new_file(dest, self.options().file_mode()) {
+            Ok(file) => file,
+            Err(Error::Io { source, .. })
+                if source
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) =>
+            {
+                return Err(Error::invalid(
+                    "dest",
+                    format!(
+                        "`{}` already exists; a backup never overwrites a file",
+                        dest.display()
+                    ),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        let ours = created.metadata().ok().map(|m| Identity::of(&m));
+        let result = self.backup_into(dest, ours);
+        // Closed only now, after SQLite's connection to it: closing a descriptor of a file
+        // drops the process's locks on it.
+        drop(created);
+        if result.is_err() && ours.is_some() && Identity::now(dest) == ours {
+            // Only the file this call created is removed (and its journal, named after it);
+            // best effort, the error says the rest.
             let _ = std::fs::remove_file(dest);
             let _ = std::fs::remove_file(schema::side_file(dest, "-journal"));
         }
         result
     }
 
-    fn backup_into(&self, dest: &Path) -> Result<BackupReport> {
+    fn backup_into(&self, dest: &Path, ours: Option<Identity>) -> Result<BackupReport> {
         let busy = self.options().busy_timeout();
         let mut target = Connection::open_with_flags(
-            dest,
+            sqlite_name(dest),
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| Error::from(e).at(Some(dest)))?;
@@ -425,6 +447,8 @@ impl SqliteCheckpointStore {
                     StepResult::Busy | StepResult::Locked => {
                         if started.elapsed() > busy {
                             return Err(Error::Busy {
+                                path: None,
+                                timeout: Some(busy),
                                 source: crate::error::message(
                                     "the backup could not read the database in time",
                                 ),
@@ -447,6 +471,14 @@ impl SqliteCheckpointStore {
             )));
         }
         drop(target);
+        if Identity::now(dest) != ours {
+            return Err(Error::Io {
+                path: Some(dest.to_owned()),
+                source: crate::error::message(
+                    "the backup file was replaced while it was being written",
+                ),
+            });
+        }
         let bytes = file_size(dest)?.unwrap_or(0);
         Ok(BackupReport {
             path: dest.to_owned(),

@@ -190,7 +190,14 @@ mod tests {
                 ErrorKind::Other,
             ),
             (Error::internal("a store task panicked"), ErrorKind::Other),
-            (Error::Busy { source: source() }, ErrorKind::Io),
+            (
+                Error::Busy {
+                    path: None,
+                    timeout: None,
+                    source: source(),
+                },
+                ErrorKind::Io,
+            ),
             (
                 Error::ReadOnly {
                     path: None,

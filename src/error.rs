@@ -50,8 +50,16 @@ pub enum Error {
     /// The database stayed locked by another connection or process for longer than the busy
     /// timeout, or no pooled connection became free in time. Nothing was written; retrying later
     /// is safe.
-    #[error("database is busy: gave up after the busy timeout")]
+    #[error(
+        "{} is busy: gave up after the busy timeout{}",
+        path.as_ref().map_or("the database".to_owned(), |p| format!("`{}`", p.display())),
+        timeout.map(|t| format!(" of {t:?}")).unwrap_or_default()
+    )]
     Busy {
+        /// The database file that stayed locked (`None` in memory, or when not known).
+        path: Option<PathBuf>,
+        /// The busy timeout that ran out, when known.
+        timeout: Option<std::time::Duration>,
         /// The underlying SQLite or pool error.
         #[source]
         source: Source,
@@ -152,6 +160,14 @@ impl Error {
         }
     }
 
+    /// An [`Error::InvalidArgument`] with its field set to `field`; any other error as is.
+    pub(crate) fn with_field(self, field: &'static str) -> Self {
+        match self {
+            Error::InvalidArgument { reason, .. } => Error::InvalidArgument { field, reason },
+            other => other,
+        }
+    }
+
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Error::Internal {
             message: message.into(),
@@ -165,7 +181,8 @@ impl Error {
         | Error::SchemaTooNew { path, .. }
         | Error::ReadOnly { path, .. }
         | Error::DiskFull { path, .. }
-        | Error::Io { path, .. } = &mut self
+        | Error::Io { path, .. }
+        | Error::Busy { path, .. } = &mut self
         {
             if path.is_none() {
                 *path = file.map(ToOwned::to_owned);
@@ -189,6 +206,14 @@ impl Error {
                     };
                 }
             }
+        }
+        self
+    }
+
+    /// Attaches the busy timeout that ran out to an [`Error::Busy`] built without it.
+    pub(crate) fn waited(mut self, busy_timeout: std::time::Duration) -> Self {
+        if let Error::Busy { timeout, .. } = &mut self {
+            timeout.get_or_insert(busy_timeout);
         }
         self
     }
@@ -271,6 +296,8 @@ impl From<rusqlite::Error> for Error {
         };
         match code {
             Some(C::DatabaseBusy | C::DatabaseLocked) => Error::Busy {
+                path: None,
+                timeout: None,
                 source: Arc::new(err),
             },
             Some(C::NotADatabase) => Error::NotADatabase {
@@ -308,6 +335,8 @@ impl From<r2d2::Error> for Error {
     /// open" this way; the first is the common case once the store is open.
     fn from(err: r2d2::Error) -> Self {
         Error::Busy {
+            path: None,
+            timeout: None,
             source: Arc::new(err),
         }
     }

@@ -6,6 +6,7 @@ pub mod admin;
 mod azure;
 mod checkpoint_store;
 mod error;
+mod files;
 pub mod legacy;
 pub mod migrate;
 mod model;
@@ -15,6 +16,7 @@ mod store;
 
 pub use checkpoint_store::CheckpointStore;
 pub use error::{Error, Result, Source};
+pub use files::create_new_file;
 pub use model::{Checkpoint, Ownership, MAX_CONTEXT_LEN, MAX_NAME_LEN, MAX_OFFSET_LEN};
 pub use options::{Clock, Durability, StoreOptions, SystemClock};
 pub use schema::APPLICATION_ID;

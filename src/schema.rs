@@ -4,7 +4,6 @@
 //! a file that is not a database, a foreign database, or one from a newer version is refused
 //! before the first write.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,6 +61,25 @@ pub(crate) fn configure(
     }
     conn.pragma_update(None, "synchronous", durability.pragma())
         .map_err(|e| explain(conn, e))
+}
+
+/// Per-connection settings of a read-only store: the busy timeout, and `PRAGMA query_only`
+/// on a read-write connection (see `SqliteCheckpointStore::open_read_only`).
+pub(crate) fn configure_read_only(
+    conn: &Connection,
+    busy_timeout: Duration,
+    query_only: bool,
+) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    if query_only {
+        conn.pragma_update(None, "query_only", true)
+            .map_err(|e| explain(conn, e))?;
+    } else {
+        // The first read of the file, for its failures to be explained as in `configure`.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(|e| explain(conn, e))?;
+    }
+    Ok(())
 }
 
 /// An error with SQLite's result `code` and our own explanation.
@@ -127,13 +145,9 @@ pub(crate) fn side_file(path: &Path, suffix: &str) -> PathBuf {
 /// The first 100 bytes (fewer if the file is shorter) of a SQLite database file, and the
 /// file's length; `None` if it cannot be read or is not a SQLite database.
 fn header(path: &Path) -> Option<(Vec<u8>, u64)> {
-    let mut header = Vec::with_capacity(100);
-    let mut file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    std::io::Read::by_ref(&mut file)
-        .take(100)
-        .read_to_end(&mut header)
-        .ok()?;
+    // Never a descriptor of its own beside a live connection of this process: closing it
+    // would drop that connection's locks (see `files`).
+    let (header, len) = crate::files::read_start(path, 100).ok()?;
     header.starts_with(SQLITE_MAGIC).then_some((header, len))
 }
 
@@ -150,6 +164,16 @@ pub(crate) fn check_header(path: &Path) -> Result<()> {
     };
     let encoding = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
     if (1..=3).contains(&encoding) {
+        return Ok(());
+    }
+    // A database that has never held a schema (`PRAGMA journal_mode=wal` on a new file, or a
+    // store being created by another process right now) has no encoding yet: SQLite reads 0 as
+    // UTF-8 and sets it with the first table. Its schema cookie and format number are 0 too.
+    if encoding == 0
+        && header
+            .get(40..48)
+            .is_some_and(|f| f.iter().all(|&b| b == 0))
+    {
         return Ok(());
     }
     Err(corrupt(format!(
@@ -324,6 +348,20 @@ fn check_intact(conn: &Connection, found: &Found, quick_check: bool) -> Result<(
         return Err(corrupt(format!("sqlite's integrity check found: {check}")));
     }
     Ok(())
+}
+
+/// The checks of [`initialize`] for a store opened read-only, which writes nothing: the file
+/// must already be a store (at this version or an older one) and intact.
+pub(crate) fn inspect_read_only(conn: &Connection, quick_check: bool) -> Result<()> {
+    let found = inspect(conn)?;
+    if found == Found::Empty {
+        return Err(Error::NotADatabase {
+            path: None,
+            reason: "it is an empty database: no store has been made in it yet".to_owned(),
+            source: None,
+        });
+    }
+    check_intact(conn, &found, quick_check)
 }
 
 /// Makes `conn`'s database a store at the supported version: checks what the file is and that

@@ -228,7 +228,36 @@ fn detect(map: &Map<String, Value>) -> Result<EphDialect> {
     }
 }
 
-fn read_one(path: &Path) -> Result<EphLeaseFile> {
+/// The UTF-8 byte order mark some Windows tools write before a JSON file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The keys of a JSON object, in order, duplicates kept (serde_json keeps only the last).
+struct Keys(Vec<String>);
+
+impl<'de> Deserialize<'de> for Keys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Keys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Keys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((k, serde::de::IgnoredAny)) = map.next_entry::<String, _>()? {
+                    keys.push(k);
+                }
+                Ok(Keys(keys))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+fn read_one(path: &Path) -> Result<(EphLeaseFile, Option<String>)> {
     let io = |e: std::io::Error| Error::Io {
         path: Some(path.to_owned()),
         source: std::sync::Arc::new(e),
@@ -241,59 +270,133 @@ fn read_one(path: &Path) -> Result<EphLeaseFile> {
         )));
     }
     let bytes = std::fs::read(path).map_err(io)?;
+    let in_file = |reason: String| lease_error(format!("`{}`: {reason}", path.display()));
+    // A BOM is accepted (and said): the JSON after it is what the tool saved.
+    let (bytes, note) = match bytes.strip_prefix(BOM) {
+        Some(rest) => (
+            rest,
+            Some(format!(
+                "`{}`: a UTF-8 byte order mark was skipped",
+                path.display()
+            )),
+        ),
+        None => (&bytes[..], None),
+    };
+    // Duplicate keys are refused: which of the two values EPH meant cannot be told.
+    if let Ok(Keys(keys)) = serde_json::from_slice::<Keys>(bytes) {
+        let mut seen = HashSet::new();
+        if let Some(dup) = keys.iter().find(|k| !seen.insert(k.as_str())) {
+            return Err(in_file(format!(
+                "the key `{dup}` appears twice; which value is meant cannot be told"
+            )));
+        }
+    }
     let name = path.file_name().and_then(|n| n.to_str()).map(|n| {
         // `0` as downloaded, or `0.json` as some tools save it.
         n.strip_suffix(".json").unwrap_or(n)
     });
-    let lease = EphLease::parse(&bytes, name).map_err(|e| match e {
-        Error::InvalidArgument { field, reason } => Error::InvalidArgument {
-            field,
-            reason: format!("`{}`: {reason}", path.display()),
-        },
+    let lease = EphLease::parse(bytes, name).map_err(|e| match e {
+        Error::InvalidArgument { field, reason } => in_file(reason).with_field(field),
         other => other,
     })?;
-    Ok(EphLeaseFile {
-        path: path.to_owned(),
-        lease,
-    })
+    // EPH names each blob after its partition: a file named for another partition than the
+    // one it holds was renamed or copied, and importing it would move the wrong partition.
+    if let Some(name) = name.filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+        if name != lease.partition_id {
+            return Err(in_file(format!(
+                "it is named for partition `{name}` but holds partition `{}`: renamed or \
+                 copied? Name it after the partition it holds",
+                lease.partition_id
+            )));
+        }
+    }
+    Ok((
+        EphLeaseFile {
+            path: path.to_owned(),
+            lease,
+        },
+        note,
+    ))
+}
+
+/// What [`scan_eph_leases`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EphScan {
+    /// The lease files read, sorted by path.
+    pub leases: Vec<EphLeaseFile>,
+    /// The entries of the directory that were not read, and why: subfolders, symlinks, hidden
+    /// files and other non-regular files.
+    pub skipped: Vec<EphSkipped>,
+    /// What was accepted but is worth saying (a UTF-8 byte order mark skipped).
+    pub notes: Vec<String>,
+}
+
+/// A directory entry [`scan_eph_leases`] did not read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EphSkipped {
+    /// The entry.
+    pub path: PathBuf,
+    /// Why: `subfolder`, `symlink`, `hidden` or `not a regular file`.
+    pub reason: String,
 }
 
 /// Reads lease blobs from `path`: one file, or every regular file directly inside a directory
-/// (not its subdirectories, and not hidden files), sorted by name. Point it at the directory
-/// that holds one consumer group's partition files (`<container>/<prefix><group>/` for .NET
-/// and Java, the container itself for Python 1.x).
+/// (not its subfolders, symlinks or hidden files, which are listed as skipped), sorted by
+/// name. Point it at the directory that holds one consumer group's partition files
+/// (`<container>/<prefix><group>/` for .NET and Java, the container itself for Python 1.x).
+///
+/// Every file is read before this returns, and every bad one is named in the error, so one
+/// bad file does not hide another. A file with a UTF-8 byte order mark is read (and noted); a
+/// file with a key twice, or named for another partition than the one it holds, is refused.
 ///
 /// # Errors
 /// [`Error::Io`] if a file or the directory cannot be read; [`Error::InvalidArgument`]
-/// (`lease`, naming the file) if any file is not a lease, or if two files name the same
-/// partition. All files are read before this returns, so nothing is imported from a
-/// directory with a bad file.
-pub fn read_eph_leases(path: impl AsRef<Path>) -> Result<Vec<EphLeaseFile>> {
+/// (`lease`) naming every file that is not a lease, two files that name the same partition,
+/// or a directory that holds no lease file (naming the subfolders that do, when it is the
+/// container root). Nothing is returned from a directory with a bad file.
+pub fn scan_eph_leases(path: impl AsRef<Path>) -> Result<EphScan> {
     let path = path.as_ref();
     let io = |e: std::io::Error| Error::Io {
         path: Some(path.to_owned()),
         source: std::sync::Arc::new(e),
     };
     let meta = std::fs::metadata(path).map_err(io)?;
-    let leases = if meta.is_dir() {
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(path).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if !hidden && entry.file_type().map_err(io)?.is_file() {
-                files.push(entry.path());
-            }
-        }
-        files.sort();
-        files
-            .iter()
-            .map(|f| read_one(f))
-            .collect::<Result<Vec<_>>>()?
-    } else {
-        vec![read_one(path)?]
+    let mut scan = EphScan {
+        leases: Vec::new(),
+        skipped: Vec::new(),
+        notes: Vec::new(),
     };
+    let files = if meta.is_dir() {
+        let (files, skipped) = entries(path).map_err(io)?;
+        scan.skipped = skipped;
+        files
+    } else {
+        vec![path.to_owned()]
+    };
+    let mut bad = Vec::new();
+    for file in &files {
+        match read_one(file) {
+            Ok((lease, note)) => {
+                scan.leases.push(lease);
+                scan.notes.extend(note);
+            }
+            Err(Error::InvalidArgument { reason, .. }) => bad.push(reason),
+            Err(other) => return Err(other),
+        }
+    }
+    if !bad.is_empty() {
+        let count = bad.len();
+        return Err(lease_error(if count == 1 {
+            bad.remove(0)
+        } else {
+            format!("{count} files are not usable leases: {}", bad.join("; "))
+        }));
+    }
+    if meta.is_dir() && scan.leases.is_empty() {
+        return Err(lease_error(empty_directory(path, &scan.skipped)));
+    }
     let mut seen = HashSet::new();
-    for f in &leases {
+    for f in &scan.leases {
         if !seen.insert(f.lease.partition_id.as_str()) {
             return Err(lease_error(format!(
                 "partition `{}` appears twice (again in `{}`): are two consumer groups mixed?",
@@ -302,7 +405,67 @@ pub fn read_eph_leases(path: impl AsRef<Path>) -> Result<Vec<EphLeaseFile>> {
             )));
         }
     }
-    Ok(leases)
+    Ok(scan)
+}
+
+/// [`scan_eph_leases`], only the leases.
+///
+/// # Errors
+/// As [`scan_eph_leases`].
+pub fn read_eph_leases(path: impl AsRef<Path>) -> Result<Vec<EphLeaseFile>> {
+    Ok(scan_eph_leases(path)?.leases)
+}
+
+/// The regular files directly in `dir`, sorted, and the entries skipped.
+fn entries(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<EphSkipped>)> {
+    let (mut files, mut skipped) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let reason = if entry.file_name().to_string_lossy().starts_with('.') {
+            "hidden"
+        } else if kind.is_symlink() {
+            "symlink"
+        } else if kind.is_dir() {
+            "subfolder"
+        } else if !kind.is_file() {
+            "not a regular file"
+        } else {
+            files.push(entry.path());
+            continue;
+        };
+        skipped.push(EphSkipped {
+            path: entry.path(),
+            reason: reason.to_owned(),
+        });
+    }
+    files.sort();
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((files, skipped))
+}
+
+/// Why a directory with no lease file is refused, pointing at the subfolders that hold files
+/// (the container root holds one subfolder per consumer group).
+fn empty_directory(dir: &Path, skipped: &[EphSkipped]) -> String {
+    let mut text = format!("no lease files directly in `{}`", dir.display());
+    if !skipped.is_empty() {
+        text += &format!(" ({} entries skipped)", skipped.len());
+    }
+    let holding: Vec<String> = skipped
+        .iter()
+        .filter(|s| s.reason == "subfolder")
+        .filter_map(|s| {
+            let (files, _) = entries(&s.path).ok()?;
+            (!files.is_empty()).then(|| format!("`{}` ({} files)", s.path.display(), files.len()))
+        })
+        .collect();
+    if !holding.is_empty() {
+        text += &format!(
+            "; it looks like a lease container: point at the consumer group's subfolder, {}",
+            holding.join(", ")
+        );
+    }
+    text
 }
 
 /// What an EPH import does with one lease.

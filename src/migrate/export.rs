@@ -48,6 +48,7 @@
 //! - `format_version` changes only when a reader of version 1 could misread a file; an import
 //!   refuses a version it does not know. `schema_version` is informational.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -154,6 +155,85 @@ impl StoreExport {
     pub fn from_json(json: &str) -> Result<Self> {
         let export: StoreExport = serde_json::from_str(json)
             .map_err(|e| Error::invalid("export", format!("not a store export: {e}")))?;
+        export.checked()
+    }
+
+    /// [`from_json`](Self::from_json) from a reader, parsed as it is read: a large export is
+    /// never held in memory as text beside its rows. Pass a buffered reader (a
+    /// [`BufReader`](std::io::BufReader) around a file); serde reads it byte by byte.
+    ///
+    /// ```
+    /// use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
+    /// use eventhubs_checkpointstore_sqlite::SqliteCheckpointStore;
+    ///
+    /// let json = SqliteCheckpointStore::open_in_memory()?.blocking_export()?.to_json()?;
+    /// let export = StoreExport::from_reader(std::io::BufReader::new(json.as_bytes()))?;
+    /// assert!(export.checkpoints.is_empty());
+    /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`from_json`](Self::from_json); an I/O error of the reader is
+    /// [`Error::Io`].
+    pub fn from_reader(reader: impl std::io::Read) -> Result<Self> {
+        let export: StoreExport = serde_json::from_reader(reader).map_err(|e| {
+            if e.is_io() {
+                Error::Io {
+                    path: None,
+                    source: std::sync::Arc::new(std::io::Error::from(e)),
+                }
+            } else {
+                Error::invalid("export", format!("not a store export: {e}"))
+            }
+        })?;
+        export.checked()
+    }
+
+    /// Reads an export as it is parsed straight into the rows an import writes: every entry
+    /// is validated (as [`SqliteCheckpointStore::blocking_import`] does) the moment it is
+    /// read, so neither the text nor the entries are ever held, only the rows. This is how a
+    /// large export is imported: pass the result to
+    /// [`SqliteCheckpointStore::blocking_import_validated`]. Pass a buffered reader.
+    ///
+    /// # Errors
+    /// As [`from_json`](Self::from_json), and the validation errors of
+    /// [`SqliteCheckpointStore::blocking_import`] (`ownerships` or `checkpoints`, naming the
+    /// entry).
+    pub fn read_validated(reader: impl std::io::Read) -> Result<ValidatedExport> {
+        STREAM_ERROR.with(|s| s.borrow_mut().take());
+        let streamed: Streamed = match serde_json::from_reader(reader) {
+            Ok(streamed) => streamed,
+            Err(e) => {
+                if let Some(err) = STREAM_ERROR.with(|s| s.borrow_mut().take()) {
+                    return Err(err);
+                }
+                return Err(if e.is_io() {
+                    Error::Io {
+                        path: None,
+                        source: std::sync::Arc::new(std::io::Error::from(e)),
+                    }
+                } else {
+                    Error::invalid("export", format!("not a store export: {e}"))
+                });
+            }
+        };
+        StoreExport {
+            format: streamed.format,
+            format_version: streamed.format_version,
+            schema_version: 0,
+            ownerships: Vec::new(),
+            checkpoints: Vec::new(),
+        }
+        .checked()?;
+        Ok(ValidatedExport {
+            ownerships: streamed.rows.ownerships,
+            checkpoints: streamed.rows.checkpoints,
+        })
+    }
+
+    /// Refuses an export of another format or version.
+    fn checked(self) -> Result<Self> {
+        let export = self;
         if export.format != EXPORT_FORMAT {
             return Err(Error::invalid(
                 "export",
@@ -314,9 +394,28 @@ fn entry_error(table: &'static str, index: usize, err: Error) -> Error {
 
 /// Validates every row and folds the names, before anything is read or written.
 fn validate(export: &StoreExport) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRow>)> {
-    let mut ownerships = Vec::with_capacity(export.ownerships.len());
-    let mut seen = HashSet::new();
+    let mut rows = Rows::default();
     for (i, o) in export.ownerships.iter().enumerate() {
+        rows.ownership(i, o)?;
+    }
+    for (i, c) in export.checkpoints.iter().enumerate() {
+        rows.checkpoint(i, c)?;
+    }
+    Ok((rows.ownerships, rows.checkpoints))
+}
+
+/// Rows validated so far, and the keys seen (to refuse a partition twice).
+#[derive(Default)]
+struct Rows {
+    ownerships: Vec<OwnershipRow>,
+    checkpoints: Vec<CheckpointRow>,
+    seen_ownerships: HashSet<PartitionKey>,
+    seen_checkpoints: HashSet<PartitionKey>,
+}
+
+impl Rows {
+    /// Validates entry `i` of the ownerships and adds its row.
+    fn ownership(&mut self, i: usize, o: &ExportedOwnership) -> Result<()> {
         let row = (|| {
             let key = PartitionKey::new(
                 &o.namespace,
@@ -344,7 +443,7 @@ fn validate(export: &StoreExport) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRo
             })
         })()
         .map_err(|e| entry_error("ownerships", i, e))?;
-        if !seen.insert(row.key.clone()) {
+        if !self.seen_ownerships.insert(row.key.clone()) {
             return Err(Error::invalid(
                 "ownerships",
                 format!(
@@ -353,11 +452,12 @@ fn validate(export: &StoreExport) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRo
                 ),
             ));
         }
-        ownerships.push(row);
+        self.ownerships.push(row);
+        Ok(())
     }
-    let mut checkpoints = Vec::with_capacity(export.checkpoints.len());
-    let mut seen = HashSet::new();
-    for (i, c) in export.checkpoints.iter().enumerate() {
+
+    /// Validates entry `i` of the checkpoints and adds its row.
+    fn checkpoint(&mut self, i: usize, c: &ExportedCheckpoint) -> Result<()> {
         let row = (|| {
             let key = PartitionKey::new(
                 &c.namespace,
@@ -375,7 +475,7 @@ fn validate(export: &StoreExport) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRo
             })
         })()
         .map_err(|e| entry_error("checkpoints", i, e))?;
-        if !seen.insert(row.key.clone()) {
+        if !self.seen_checkpoints.insert(row.key.clone()) {
             return Err(Error::invalid(
                 "checkpoints",
                 format!(
@@ -384,9 +484,161 @@ fn validate(export: &StoreExport) -> Result<(Vec<OwnershipRow>, Vec<CheckpointRo
                 ),
             ));
         }
-        checkpoints.push(row);
+        self.checkpoints.push(row);
+        Ok(())
     }
-    Ok((ownerships, checkpoints))
+}
+
+/// An export read and validated into the rows an import writes, and nothing more: see
+/// [`StoreExport::read_validated`]. Import it with
+/// [`SqliteCheckpointStore::blocking_import_validated`].
+pub struct ValidatedExport {
+    ownerships: Vec<OwnershipRow>,
+    checkpoints: Vec<CheckpointRow>,
+}
+
+impl std::fmt::Debug for ValidatedExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidatedExport")
+            .field("ownerships", &self.ownerships.len())
+            .field("checkpoints", &self.checkpoints.len())
+            .finish()
+    }
+}
+
+impl ValidatedExport {
+    /// Ownership rows.
+    pub fn ownerships(&self) -> usize {
+        self.ownerships.len()
+    }
+
+    /// Checkpoint rows.
+    pub fn checkpoints(&self) -> usize {
+        self.checkpoints.len()
+    }
+
+    /// When each ownership row was last modified, as the export says.
+    pub fn ownership_times(&self) -> impl Iterator<Item = OffsetDateTime> + '_ {
+        self.ownerships
+            .iter()
+            .filter_map(|o| ops::from_nanos(o.last_modified).ok())
+    }
+}
+
+thread_local! {
+    /// The validation error that stopped a streaming read, kept with its own variant (serde
+    /// carries only a message).
+    static STREAM_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
+}
+
+/// The rows of an export as it is parsed: each entry is validated into its row the moment it
+/// is read, so the entries are never held.
+struct Streamed {
+    format: String,
+    format_version: u32,
+    rows: Rows,
+}
+
+impl<'de> Deserialize<'de> for Streamed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{Error as _, MapAccess, Visitor};
+        struct Top;
+        impl<'de> Visitor<'de> for Top {
+            type Value = Streamed;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a store export object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Streamed, A::Error> {
+                let (mut format, mut version, mut rows) = (None, None, Rows::default());
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "format" => format = Some(map.next_value::<String>()?),
+                        "format_version" => version = Some(map.next_value::<u32>()?),
+                        "schema_version" => {
+                            map.next_value::<i64>()?;
+                        }
+                        "ownerships" => {
+                            rows = map.next_value_seed(Entries {
+                                rows,
+                                ownerships: true,
+                            })?;
+                        }
+                        "checkpoints" => {
+                            rows = map.next_value_seed(Entries {
+                                rows,
+                                ownerships: false,
+                            })?;
+                        }
+                        other => return Err(A::Error::unknown_field(other, FIELDS)),
+                    }
+                }
+                Ok(Streamed {
+                    format: format.ok_or_else(|| A::Error::missing_field("format"))?,
+                    format_version: version
+                        .ok_or_else(|| A::Error::missing_field("format_version"))?,
+                    rows,
+                })
+            }
+        }
+        const FIELDS: &[&str] = &[
+            "format",
+            "format_version",
+            "schema_version",
+            "ownerships",
+            "checkpoints",
+        ];
+        d.deserialize_map(Top)
+    }
+}
+
+/// One of the two arrays, validated entry by entry into `rows`.
+struct Entries {
+    rows: Rows,
+    ownerships: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Entries {
+    type Value = Rows;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Rows, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Entries {
+    type Value = Rows;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of rows")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        mut self,
+        mut seq: A,
+    ) -> std::result::Result<Rows, A::Error> {
+        use serde::de::Error as _;
+        let mut i = 0;
+        loop {
+            let added = if self.ownerships {
+                match seq.next_element::<ExportedOwnership>()? {
+                    Some(o) => self.rows.ownership(i, &o),
+                    None => break,
+                }
+            } else {
+                match seq.next_element::<ExportedCheckpoint>()? {
+                    Some(c) => self.rows.checkpoint(i, &c),
+                    None => break,
+                }
+            };
+            if let Err(e) = added {
+                let text = e.to_string();
+                STREAM_ERROR.with(|s| *s.borrow_mut() = Some(e));
+                return Err(A::Error::custom(text));
+            }
+            i += 1;
+        }
+        Ok(self.rows)
+    }
 }
 
 const GET_OWNERSHIP: &str = "\
@@ -474,6 +726,17 @@ fn plan<'a>(
     ownerships: &'a [OwnershipRow],
     checkpoints: &'a [CheckpointRow],
 ) -> Result<Planned<'a>> {
+    plan_with(tx, ownerships, checkpoints, &mut Progress(None))
+}
+
+fn plan_with<'a>(
+    tx: &Transaction<'_>,
+    ownerships: &'a [OwnershipRow],
+    checkpoints: &'a [CheckpointRow],
+    progress: &mut Progress<'_>,
+) -> Result<Planned<'a>> {
+    let total = ownerships.len() + checkpoints.len();
+    let mut done = 0;
     let mut planned = Planned {
         plan: ImportPlan::default(),
         ownerships: Vec::new(),
@@ -481,6 +744,8 @@ fn plan<'a>(
     };
     let plan = &mut planned.plan;
     for row in ownerships {
+        done += 1;
+        progress.at("comparing", done, total);
         match compare_ownership(tx, row)? {
             Found::New => {
                 plan.new_ownerships += 1;
@@ -494,6 +759,8 @@ fn plan<'a>(
         }
     }
     for row in checkpoints {
+        done += 1;
+        progress.at("comparing", done, total);
         match compare_checkpoint(tx, row)? {
             Found::New => {
                 plan.new_checkpoints += 1;
@@ -509,8 +776,46 @@ fn plan<'a>(
     Ok(planned)
 }
 
+/// How far an import is, for [`SqliteCheckpointStore::blocking_import_validated`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportProgress {
+    /// What is being done: `"comparing"` or `"writing"`.
+    pub phase: &'static str,
+    /// Rows done in this phase.
+    pub done: usize,
+    /// Rows this phase has in all.
+    pub total: usize,
+}
+
+/// How many rows pass between two calls of the progress callback.
+const PROGRESS_EVERY: usize = 4096;
+
+/// The progress callback, called every [`PROGRESS_EVERY`] rows and at the end of a phase.
+struct Progress<'p>(Option<&'p mut dyn FnMut(ImportProgress)>);
+
+impl Progress<'_> {
+    fn at(&mut self, phase: &'static str, done: usize, total: usize) {
+        if let Some(f) = self.0.as_mut() {
+            if done.is_multiple_of(PROGRESS_EVERY) || done == total {
+                f(ImportProgress { phase, done, total });
+            }
+        }
+    }
+}
+
 /// Writes what [`plan`] found to write.
 fn apply(tx: &Transaction<'_>, planned: &Planned<'_>) -> Result<()> {
+    apply_with(tx, planned, &mut Progress(None))
+}
+
+fn apply_with(
+    tx: &Transaction<'_>,
+    planned: &Planned<'_>,
+    progress: &mut Progress<'_>,
+) -> Result<()> {
+    let total = planned.ownerships.len() + planned.checkpoints.len();
+    let mut done = 0;
     let mut put = tx.prepare_cached(PUT_OWNERSHIP)?;
     for row in &planned.ownerships {
         let k = &row.key;
@@ -525,10 +830,15 @@ fn apply(tx: &Transaction<'_>, planned: &Planned<'_>) -> Result<()> {
             row.epoch,
             row.context
         ])?;
+        done += 1;
+        progress.at("writing", done, total);
     }
     for row in &planned.checkpoints {
         ops::write_checkpoint(tx, &row.key, row.offset.as_deref(), row.sequence_number)?;
+        done += 1;
+        progress.at("writing", done, total);
     }
+    progress.at("writing", total, total);
     Ok(())
 }
 
@@ -546,6 +856,32 @@ fn import(
         on_conflict,
         |tx| plan(tx, &ownerships, &checkpoints),
         apply,
+    )?;
+    Ok(planned.plan)
+}
+
+/// [`import`] of validated rows, reporting progress.
+fn import_validated(
+    conn: &mut Connection,
+    rows: &ValidatedExport,
+    run: Run,
+    on_conflict: OnConflict,
+    progress: &mut dyn FnMut(ImportProgress),
+) -> Result<ImportPlan> {
+    let progress = RefCell::new(Progress(Some(progress)));
+    let planned = migrate::run(
+        conn,
+        run,
+        on_conflict,
+        |tx| {
+            plan_with(
+                tx,
+                &rows.ownerships,
+                &rows.checkpoints,
+                &mut progress.borrow_mut(),
+            )
+        },
+        |tx, planned| apply_with(tx, planned, &mut progress.borrow_mut()),
     )?;
     Ok(planned.plan)
 }
@@ -607,5 +943,57 @@ impl SqliteCheckpointStore {
         on_conflict: OnConflict,
     ) -> Result<ImportPlan> {
         self.with_conn(|_, c| import(c, export, Run::Apply, on_conflict))
+    }
+
+    /// [`blocking_plan_import`](Self::blocking_plan_import) of an export read with
+    /// [`StoreExport::read_validated`].
+    ///
+    /// # Errors
+    /// As [`blocking_plan_import`](Self::blocking_plan_import).
+    pub fn blocking_plan_import_validated(&self, rows: &ValidatedExport) -> Result<ImportPlan> {
+        self.with_conn(|_, c| {
+            import_validated(c, rows, Run::Plan, OnConflict::Overwrite, &mut |_| {})
+        })
+    }
+
+    /// [`blocking_import`](Self::blocking_import) of an export read with
+    /// [`StoreExport::read_validated`], calling `progress` as it goes (every few thousand
+    /// rows, and at the end of each phase: comparing, writing), for a progress bar.
+    ///
+    /// ```
+    /// use eventhubs_checkpointstore_sqlite::migrate::export::StoreExport;
+    /// use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
+    /// use eventhubs_checkpointstore_sqlite::{Checkpoint, SqliteCheckpointStore};
+    ///
+    /// let store = SqliteCheckpointStore::open_in_memory()?;
+    /// store.blocking_update_checkpoint(&Checkpoint {
+    ///     fully_qualified_namespace: "ns".into(),
+    ///     event_hub_name: "hub".into(),
+    ///     consumer_group: "$Default".into(),
+    ///     partition_id: "0".into(),
+    ///     sequence_number: Some(1),
+    ///     ..Checkpoint::default()
+    /// })?;
+    /// let json = store.blocking_export()?.to_json()?;
+    /// let rows = StoreExport::read_validated(json.as_bytes())?;
+    /// let mut phases = Vec::new();
+    /// SqliteCheckpointStore::open_in_memory()?.blocking_import_validated(
+    ///     &rows,
+    ///     OnConflict::Refuse,
+    ///     &mut |p| phases.push((p.phase, p.done, p.total)),
+    /// )?;
+    /// assert_eq!(phases.last(), Some(&("writing", 1, 1)));
+    /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`blocking_import`](Self::blocking_import).
+    pub fn blocking_import_validated(
+        &self,
+        rows: &ValidatedExport,
+        on_conflict: OnConflict,
+        progress: &mut dyn FnMut(ImportProgress),
+    ) -> Result<ImportPlan> {
+        self.with_conn(|_, c| import_validated(c, rows, Run::Apply, on_conflict, progress))
     }
 }

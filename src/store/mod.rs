@@ -6,9 +6,9 @@ pub(crate) mod group_commit;
 pub use group_commit::CommitStats;
 pub(crate) mod ops;
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use r2d2::Pool;
@@ -17,6 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::checkpoint_store::CheckpointStore;
 use crate::error::{Error, Result};
+use crate::files;
 use crate::model::{Checkpoint, Ownership};
 use crate::options::StoreOptions;
 use crate::schema;
@@ -52,6 +53,44 @@ pub(crate) struct Inner {
     group: group_commit::GroupCommit,
     /// An in-memory database lives as long as one connection to it: this one.
     _keeper: Option<Mutex<Connection>>,
+    /// What the open found of the file (`None` in memory). Last, so dropped last: after every
+    /// connection of this store.
+    file: Option<FileInfo>,
+}
+
+/// What the open of a file found and decided.
+#[derive(Debug)]
+struct FileInfo {
+    /// The file with every symlink resolved: what SQLite opened.
+    real: PathBuf,
+    /// The size of its `-wal` before SQLite read it.
+    wal_at_open: Option<u64>,
+    /// Opened with `open_read_only`.
+    read_only: bool,
+    /// The descriptor its header is read through; dropped after the pool, so never closed
+    /// beside this store's own connections.
+    _held: files::Held,
+}
+
+/// The size of the `-wal` beside `real` (`Some(0)` if there is none).
+fn wal_size(real: &Path) -> Option<u64> {
+    match std::fs::metadata(schema::side_file(real, "-wal")) {
+        Ok(m) => Some(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
+        Err(_) => None,
+    }
+}
+
+/// Refuses to go on when the path no longer names the file the gate let through: it was
+/// replaced (by a FIFO, a device, another file) between the gate and SQLite's open.
+fn refuse_if_replaced(real: &Path, identity: files::Identity) -> Result<()> {
+    if files::Identity::now(real) == Some(identity) {
+        return Ok(());
+    }
+    Err(Error::Io {
+        path: None,
+        source: crate::error::message("the file was replaced while it was being opened"),
+    })
 }
 
 impl SqliteCheckpointStore {
@@ -74,7 +113,8 @@ impl SqliteCheckpointStore {
     /// As [`open`](Self::open).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         let path = path.as_ref();
-        Self::open_file(path, options).map_err(|e| e.at(Some(path)))
+        let busy = options.busy_timeout();
+        Self::open_file(path, options).map_err(|e| e.at(Some(path)).waited(busy))
     }
 
     /// Opens a new, empty store in memory, shared by all clones (and all pooled connections)
@@ -112,6 +152,7 @@ impl SqliteCheckpointStore {
             inner: Arc::new(Inner {
                 pool,
                 path: None,
+                file: None,
                 options,
                 group: Default::default(),
                 _keeper: Some(Mutex::new(keeper)),
@@ -120,24 +161,148 @@ impl SqliteCheckpointStore {
     }
 
     fn open_file(path: &Path, options: StoreOptions) -> Result<Self> {
-        if path.is_dir() {
-            return Err(Error::Io {
-                path: None,
-                source: crate::error::message("the path is a directory, not a database file"),
-            });
-        }
-        create_private(path, options.file_mode())?;
-        schema::check_header(path)?;
+        let gated = files::gate(path, Some(options.file_mode()))?;
+        let real = gated.real;
+        let held = files::hold(&real, gated.identity)?;
+        let wal_at_open = wal_size(&real);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut setup = Connection::open_with_flags(path, flags)?;
-        schema::configure(&setup, options.durability(), options.busy_timeout())?;
-        schema::initialize(&mut setup, true, options.check_on_open())?;
-        drop(setup);
-        let pool = Self::pool(path, flags, &options)?;
+        // Openers that start together on a new file meet SQLite locks that do not wait for the
+        // busy handler (switching to WAL takes its lock once, and so does WAL recovery): the
+        // setup is tried again until the busy timeout has run out in full.
+        let deadline = Instant::now() + options.busy_timeout();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match Self::set_up(&real, gated.identity, flags, &options) {
+                Err(e) if e.is_busy() && Instant::now() < deadline => {
+                    std::thread::sleep(
+                        pause.min(deadline.saturating_duration_since(Instant::now())),
+                    );
+                    pause = (pause * 2).min(Duration::from_millis(25));
+                }
+                other => break other?,
+            }
+        }
+        let pool = Self::pool(&real, flags, &options)?;
         Ok(SqliteCheckpointStore {
             inner: Arc::new(Inner {
                 pool,
                 path: Some(path.to_owned()),
+                file: Some(FileInfo {
+                    real,
+                    wal_at_open,
+                    read_only: false,
+                    _held: held,
+                }),
+                options,
+                group: Default::default(),
+                _keeper: None,
+            }),
+        })
+    }
+
+    /// One try at checking and initializing the file at `real`, on a connection of its own.
+    fn set_up(
+        real: &Path,
+        identity: files::Identity,
+        flags: OpenFlags,
+        options: &StoreOptions,
+    ) -> Result<()> {
+        schema::check_header(real)?;
+        let mut setup = Connection::open_with_flags(real, flags)?;
+        schema::configure(&setup, options.durability(), options.busy_timeout())?;
+        refuse_if_replaced(real, identity)?;
+        schema::initialize(&mut setup, true, options.check_on_open())?;
+        Ok(())
+    }
+
+    /// Opens the store in the file at `path` for reading only, with the default
+    /// [`StoreOptions`]: for inspecting a store that cannot (or must not) be written, such as a
+    /// read-only file, a file in a read-only directory, or one on read-only media. Nothing is
+    /// ever written, the file is not created or migrated, and no `-wal` or `-shm` file is left
+    /// behind that was not there. Every write fails with [`Error::ReadOnly`].
+    ///
+    /// How it reads, by what it finds:
+    /// - a file and directory this process can write: a read-write connection that refuses
+    ///   every write (`PRAGMA query_only`), so that SQLite removes its `-wal` and `-shm` on
+    ///   close as usual, and writers elsewhere are seen;
+    /// - otherwise, no `-wal` (or an empty one): SQLite's `immutable` read, which needs no
+    ///   `-shm` (nobody can write this file through SQLite: a writer needs the file, and for a
+    ///   new `-wal`, the directory writable);
+    /// - otherwise (a `-wal` with content, left by a crash): SQLite's read-only mode, which
+    ///   reads the `-wal` and needs its `-shm` to exist or be creatable.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("store.db");
+    /// use eventhubs_checkpointstore_sqlite::SqliteCheckpointStore;
+    /// drop(SqliteCheckpointStore::open(&path)?);
+    /// let store = SqliteCheckpointStore::open_read_only(&path)?;
+    /// assert!(store.is_read_only());
+    /// assert!(store.blocking_list_checkpoints("ns", "hub", "$default")?.is_empty());
+    /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), and [`Error::Io`] (not found) for a missing file;
+    /// [`Error::NotADatabase`] for an empty database (it holds no store yet).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_read_only_with(path, StoreOptions::default())
+    }
+
+    /// [`open_read_only`](Self::open_read_only) with the given options (of which the busy
+    /// timeout, the pool size and the check on open apply).
+    ///
+    /// # Errors
+    /// As [`open_read_only`](Self::open_read_only).
+    pub fn open_read_only_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let busy = options.busy_timeout();
+        Self::open_file_read_only(path, options).map_err(|e| e.at(Some(path)).waited(busy))
+    }
+
+    fn open_file_read_only(path: &Path, options: StoreOptions) -> Result<Self> {
+        let gated = files::gate(path, None)?;
+        let real = gated.real;
+        let held = files::hold(&real, gated.identity)?;
+        let wal_at_open = wal_size(&real);
+        schema::check_header(&real)?;
+        let dir = real.parent().unwrap_or(Path::new("/"));
+        let (target, flags, query_only) = if files::writable(&real) && files::writable(dir) {
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            (real.as_os_str().to_owned(), flags, true)
+        } else if wal_at_open.unwrap_or(0) > 0 {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            (real.as_os_str().to_owned(), flags, false)
+        } else {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            (
+                files::uri(&real, "mode=ro&immutable=1").into(),
+                flags,
+                false,
+            )
+        };
+        let busy = options.busy_timeout();
+        let setup = Connection::open_with_flags(&target, flags)?;
+        schema::configure_read_only(&setup, busy, query_only)?;
+        refuse_if_replaced(&real, gated.identity)?;
+        schema::inspect_read_only(&setup, options.check_on_open())?;
+        drop(setup);
+        let manager = SqliteConnectionManager::file(&target)
+            .with_flags(flags)
+            .with_init(move |c| schema::configure_read_only(c, busy, query_only));
+        let pool = Self::build_pool(manager, &options)?;
+        Ok(SqliteCheckpointStore {
+            inner: Arc::new(Inner {
+                pool,
+                path: Some(path.to_owned()),
+                file: Some(FileInfo {
+                    real,
+                    wal_at_open,
+                    read_only: true,
+                    _held: held,
+                }),
                 options,
                 group: Default::default(),
                 _keeper: None,
@@ -154,6 +319,14 @@ impl SqliteCheckpointStore {
         let manager = SqliteConnectionManager::file(target)
             .with_flags(flags)
             .with_init(move |c| schema::configure(c, durability, busy));
+        Self::build_pool(manager, options)
+    }
+
+    fn build_pool(
+        manager: SqliteConnectionManager,
+        options: &StoreOptions,
+    ) -> Result<Pool<SqliteConnectionManager>> {
+        let busy = options.busy_timeout();
         // Every connection is opened here, and none is ever reaped (no idle timeout, no
         // maximum lifetime) or replaced (SQLite connections never report broken). So no r2d2
         // background work is scheduled after `open`, and dropping the last store handle closes
@@ -177,6 +350,22 @@ impl SqliteCheckpointStore {
     /// The database file, or `None` for an in-memory store.
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
+    }
+
+    /// True for a store opened with [`open_read_only`](Self::open_read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.file.as_ref().is_some_and(|f| f.read_only)
+    }
+
+    /// The size of the `-wal` file when the store was opened, before SQLite read it (and
+    /// recovered it, if a crash left it): `Some(0)` when there was none, `None` in memory.
+    pub(crate) fn wal_size_at_open(&self) -> Option<u64> {
+        self.inner.file.as_ref().and_then(|f| f.wal_at_open)
+    }
+
+    /// The database file with every symlink resolved: the name its `-wal` is named after.
+    pub(crate) fn real_path(&self) -> Option<&Path> {
+        self.inner.file.as_ref().map(|f| f.real.as_path())
     }
 
     /// The options the store was opened with.
@@ -356,7 +545,10 @@ impl Inner {
             Ok(mut conn) => f(self, &mut conn),
             Err(e) => Err(e.into()),
         };
-        result.map_err(|e| e.at(self.path.as_deref()))
+        result.map_err(|e| {
+            e.at(self.path.as_deref())
+                .waited(self.options.busy_timeout())
+        })
     }
 
     /// A pooled connection, waiting at most the busy timeout for one to come free.
@@ -370,25 +562,6 @@ impl Inner {
 
     pub(crate) fn clock(&self) -> &dyn crate::options::Clock {
         self.options.clock().as_ref()
-    }
-}
-
-/// Creates a missing database file with `mode`, so that neither it nor the `-wal` and `-shm`
-/// files SQLite derives from it are readable by others. An existing file is not touched.
-pub(crate) fn create_private(path: &Path, mode: u32) -> Result<()> {
-    let mut open = OpenOptions::new();
-    open.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut open, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    match open.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::Io {
-            path: None,
-            source: Arc::new(e),
-        }),
     }
 }
 

@@ -481,7 +481,10 @@ fn a_file_locked_by_another_process_past_the_busy_timeout_is_a_busy_error() {
     assert!(err.is_busy(), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "database is busy: gave up after the busy timeout"
+        format!(
+            "`{}` is busy: gave up after the busy timeout of 300ms",
+            path.display()
+        )
     );
     assert!(
         started.elapsed() >= Duration::from_millis(250),
@@ -702,7 +705,10 @@ fn a_lock_held_past_the_busy_timeout_is_a_busy_error_and_nothing_is_written() {
     assert!(matches!(err, Error::Busy { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "database is busy: gave up after the busy timeout"
+        format!(
+            "`{}` is busy: gave up after the busy timeout of 200ms",
+            path.display()
+        )
     );
 
     lock.rollback().unwrap();

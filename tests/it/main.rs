@@ -27,13 +27,17 @@ mod checkpoints_and_lists;
 mod claims;
 #[cfg(feature = "cli")]
 mod cli;
+mod concurrent_creation;
 mod contention;
 mod crash_consistency;
 mod disk_full;
 mod eph_import;
+mod eph_scan;
 mod export_import;
 mod group_commit;
 mod hostile_input;
+mod hostile_paths;
+mod import_progress;
 mod legacy;
 mod model_based;
 mod multiprocess_soak;

@@ -19,6 +19,27 @@ pub(crate) fn existing_with(
     db: &Path,
     options: StoreOptions,
 ) -> Result<SqliteCheckpointStore, CliError> {
+    must_exist(db)?;
+    Ok(SqliteCheckpointStore::open_with(db, options)?)
+}
+
+/// Opens a store that must already exist, for reading only (the library's read-only open:
+/// a file or directory that cannot be written can be inspected, and nothing is left beside it).
+pub(crate) fn read_only(g: &Global) -> Result<SqliteCheckpointStore, CliError> {
+    read_only_with(&g.db, g.options())
+}
+
+/// [`read_only`] with options.
+pub(crate) fn read_only_with(
+    db: &Path,
+    options: StoreOptions,
+) -> Result<SqliteCheckpointStore, CliError> {
+    must_exist(db)?;
+    Ok(SqliteCheckpointStore::open_read_only_with(db, options)?)
+}
+
+/// Refuses a missing database and an empty file, for the commands that never create one.
+fn must_exist(db: &Path) -> Result<(), CliError> {
     match std::fs::metadata(db) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::db(format!(
             "no database at `{}` (this command never creates one; `simulate`, `import`, \
@@ -30,7 +51,8 @@ pub(crate) fn existing_with(
             "`{}` is an empty file, not a checkpoint store",
             db.display()
         ))),
-        Ok(_) => Ok(SqliteCheckpointStore::open_with(db, options)?),
+        // Anything else (a FIFO or device too) is judged by the library's open.
+        Ok(_) => Ok(()),
     }
 }
 

@@ -14,7 +14,7 @@ pub(crate) struct BackupArgs {
 }
 
 pub(crate) fn run(g: &Global, args: &BackupArgs) -> Result<Outcome, CliError> {
-    let store = open::existing(g)?;
+    let store = open::read_only(g)?;
     let report = store.blocking_backup_to(&args.dest)?;
     if g.json {
         output::print_json(&report)?;

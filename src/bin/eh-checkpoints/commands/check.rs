@@ -8,7 +8,7 @@ use crate::{open, output, CliError, Global, Outcome};
 
 pub(crate) fn run(g: &Global) -> Result<Outcome, CliError> {
     // Open a damaged store anyway: reporting the damage is this command's job.
-    let store = open::existing_with(&g.db, g.options().with_check_on_open(false))?;
+    let store = open::read_only_with(&g.db, g.options().with_check_on_open(false))?;
     let report = store.blocking_check()?;
     if g.json {
         output::print_json(&report)?;
@@ -58,7 +58,14 @@ fn render(r: &CheckReport) -> String {
         r.page_size,
         r.freelist_count
     ));
-    s.push_str(&format!("WAL size        {}\n", bytes(r.wal_size)));
+    // As found at open, before SQLite read (and recovered) it; and now, if that differs.
+    match r.wal_size_at_open {
+        Some(found) if r.wal_size != Some(found) => s.push_str(&format!(
+            "WAL size        {found} bytes as found ({} now)\n",
+            bytes(r.wal_size)
+        )),
+        _ => s.push_str(&format!("WAL size        {}\n", bytes(r.wal_size))),
+    }
     match &r.rows {
         Some(c) => {
             s.push_str(&format!("groups          {}\n", c.groups));

@@ -49,7 +49,7 @@ pub(crate) enum CheckpointsCommand {
 
 pub(crate) fn run(g: &Global, command: &CheckpointsCommand) -> Result<Outcome, CliError> {
     match command {
-        CheckpointsCommand::List { scope } => list(&open::existing(g)?, scope, g.json)?,
+        CheckpointsCommand::List { scope } => list(&open::read_only(g)?, scope, g.json)?,
         CheckpointsCommand::Set {
             scope,
             partition,

@@ -15,14 +15,18 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn run(g: &Global, args: &ExportArgs) -> Result<Outcome, CliError> {
-    let store = open::existing(g)?;
+    let store = open::read_only(g)?;
     let json = store.blocking_export()?.to_json()?;
     match &args.output {
         None => output::print(&json)?,
         Some(path) => {
-            std::fs::write(path, json).map_err(|e| {
-                CliError::runtime(format!("cannot write `{}`: {e}", path.display()))
-            })?;
+            // Exclusively and private, like a backup: an existing file is never overwritten.
+            let mut file = eventhubs_checkpointstore_sqlite::create_new_file(path, 0o600)?;
+            std::io::Write::write_all(&mut file, json.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| {
+                    CliError::runtime(format!("cannot write `{}`: {e}", path.display()))
+                })?;
             output::warn(&format!("exported to {}", path.display()));
         }
     }

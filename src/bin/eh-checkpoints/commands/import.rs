@@ -3,12 +3,11 @@
 //! written) unless `--overwrite`; `--dry-run` only reports, with the exit code the real run
 //! would have.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use eventhubs_checkpointstore_sqlite::migrate::export::{ImportPlan, StoreExport};
+use eventhubs_checkpointstore_sqlite::migrate::export::{ImportPlan, StoreExport, ValidatedExport};
 use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
 use serde::Serialize;
 
@@ -29,12 +28,12 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
-    let export = StoreExport::from_json(&read_input(&args.file)?)?;
-    if let Some(warning) = future_times(&export, OffsetDateTime::now_utc()) {
+    let rows = read_export(&args.file)?;
+    if let Some(warning) = future_times(&rows, OffsetDateTime::now_utc()) {
         output::warn(&warning);
     }
     // Against a missing database, plan in memory first so that bad input creates no file.
-    let plan = open::for_planning(g)?.blocking_plan_import(&export)?;
+    let plan = open::for_planning(g)?.blocking_plan_import_validated(&rows)?;
     let conflicts = !plan.conflicts.is_empty() && !args.overwrite;
     if args.dry_run || conflicts {
         if g.json {
@@ -70,7 +69,18 @@ pub(crate) fn run(g: &Global, args: &ImportArgs) -> Result<Outcome, CliError> {
         }
         return Ok(Outcome::Ok);
     }
-    let done = open::or_create(g)?.blocking_import(&export, on_conflict(args.overwrite))?;
+    let store = open::or_create(g)?;
+    let bar = progress_bar(g.json);
+    let done = store.blocking_import_validated(&rows, on_conflict(args.overwrite), &mut |p| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            bar.set_message(p.phase);
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     if g.json {
         output::print_json(&ImportJson {
             dry_run: false,
@@ -116,14 +126,9 @@ pub(crate) fn on_conflict(overwrite: bool) -> OnConflict {
 /// A warning when ownerships were last modified after `now` (by more than a second): a
 /// processor counts such a partition as owned until that time plus the ownership expiry, so
 /// nobody may claim it for that long (an export from a machine whose clock runs ahead).
-fn future_times(export: &StoreExport, now: OffsetDateTime) -> Option<String> {
+fn future_times(rows: &ValidatedExport, now: OffsetDateTime) -> Option<String> {
     let limit = now + Duration::from_secs(1);
-    let ahead: Vec<OffsetDateTime> = export
-        .ownerships
-        .iter()
-        .map(|o| o.last_modified)
-        .filter(|t| *t > limit)
-        .collect();
+    let ahead: Vec<OffsetDateTime> = rows.ownership_times().filter(|t| *t > limit).collect();
     let latest = ahead.iter().max()?;
     Some(format!(
         "warning: {} ownership(s) were last modified in the future, up to {:.0} s ahead of \
@@ -134,15 +139,29 @@ fn future_times(export: &StoreExport, now: OffsetDateTime) -> Option<String> {
     ))
 }
 
-fn read_input(file: &Path) -> Result<String, CliError> {
-    let mut text = String::new();
+/// Parses the export as it is read, straight into validated rows (neither the text nor the
+/// entries are held).
+fn read_export(file: &Path) -> Result<ValidatedExport, CliError> {
     if file == Path::new("-") {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::runtime(format!("cannot read stdin: {e}")))?;
-    } else {
-        text = std::fs::read_to_string(file)
-            .map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", file.display())))?;
+        let stdin = std::io::BufReader::new(std::io::stdin().lock());
+        return Ok(StoreExport::read_validated(stdin)?);
     }
-    Ok(text)
+    let input = std::fs::File::open(file)
+        .map_err(|e| CliError::usage(format!("cannot read `{}`: {e}", file.display())))?;
+    Ok(StoreExport::read_validated(std::io::BufReader::new(input))?)
+}
+
+/// A progress bar on stderr when it is a terminal (and the output is not JSON).
+fn progress_bar(json: bool) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} rows")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    Some(bar)
 }

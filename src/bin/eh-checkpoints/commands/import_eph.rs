@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use eventhubs_checkpointstore_sqlite::migrate::eph::{
-    read_eph_leases, EphAction, EphImportItem, EphLeaseFile,
+    scan_eph_leases, EphAction, EphImportItem, EphLeaseFile,
 };
 use serde::Serialize;
 
@@ -104,6 +104,24 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
     Ok(Outcome::Ok)
 }
 
+/// The leases of a folder (or one file); what was not read, and what was accepted with a
+/// remark, on stderr.
+fn read_folder(path: &Path) -> Result<Vec<EphLeaseFile>, CliError> {
+    // The lease path is input named on the command line: unreadable, it is a bad argument.
+    let scan = scan_eph_leases(path).map_err(CliError::input)?;
+    for skipped in &scan.skipped {
+        output::warn(&format!(
+            "skipped `{}` ({})",
+            skipped.path.display(),
+            skipped.reason
+        ));
+    }
+    for note in &scan.notes {
+        output::warn(&format!("note: {note}"));
+    }
+    Ok(scan.leases)
+}
+
 #[cfg(feature = "blob")]
 fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
     use super::blob;
@@ -111,8 +129,7 @@ fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
         (Some(_), true) => Err(CliError::usage(
             "give a lease folder or a container, not both",
         )),
-        // The lease path is input named on the command line: unreadable, it is a bad argument.
-        (Some(path), false) => read_eph_leases(path).map_err(CliError::input),
+        (Some(path), false) => read_folder(path),
         (None, true) => {
             let container = args.r#where.open()?;
             let p = blob::Progress::new("reading leases");
@@ -135,8 +152,7 @@ fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
 #[cfg(not(feature = "blob"))]
 fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
     match &args.path {
-        // The lease path is input named on the command line: unreadable, it is a bad argument.
-        Some(path) => read_eph_leases(path).map_err(CliError::input),
+        Some(path) => read_folder(path),
         None => Err(CliError::usage("give the lease folder (or file)")),
     }
 }

@@ -34,15 +34,21 @@ pub(crate) enum OwnershipCommand {
 }
 
 pub(crate) fn run(g: &Global, command: &OwnershipCommand) -> Result<Outcome, CliError> {
-    let store = open::existing(g)?;
     match command {
-        OwnershipCommand::List { scope } => list(&store, scope, g.json)?,
+        OwnershipCommand::List { scope } => list(&open::read_only(g)?, scope, g.json)?,
         OwnershipCommand::Release {
             scope,
             partition,
             owner,
             yes,
-        } => release(&store, scope, partition, owner.as_deref(), *yes, g.json)?,
+        } => release(
+            &open::existing(g)?,
+            scope,
+            partition,
+            owner.as_deref(),
+            *yes,
+            g.json,
+        )?,
     }
     Ok(Outcome::Ok)
 }

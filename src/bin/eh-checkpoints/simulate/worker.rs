@@ -247,57 +247,68 @@ impl Worker {
         );
         let mut refused = Vec::new();
         for (p, o) in self.owned.iter_mut() {
+            let mut n = 0;
             if o.next < end {
                 let budget = o.carry + rate * elapsed.as_secs_f64();
-                let n = (budget.floor() as i64).min(end - o.next);
+                n = (budget.floor() as i64).min(end - o.next);
                 o.carry = budget - budget.floor();
-                if n > 0 {
-                    self.out.push(Report::Processed {
-                        partition: p.clone(),
-                        from: o.next,
-                        to: o.next + n - 1,
-                    });
-                    o.next += n;
-                }
             }
-            let last = o.next - 1;
-            let due = last > o.checkpointed
-                && ((last + 1) / every > (o.checkpointed + 1) / every || last == end - 1);
-            if !due {
-                continue;
-            }
-            let checkpoint = Checkpoint {
-                partition_id: p.clone(),
-                offset: Some((last * 128).to_string()),
-                sequence_number: Some(last),
-                fully_qualified_namespace: o.ownership.fully_qualified_namespace.clone(),
-                event_hub_name: o.ownership.event_hub_name.clone(),
-                consumer_group: o.ownership.consumer_group.clone(),
-            };
-            let etag = o.ownership.etag.clone().unwrap_or_default();
-            match self
-                .store
-                .blocking_update_checkpoint_fenced(&checkpoint, &o.ownership)
-            {
-                Ok(()) => {
-                    o.checkpointed = last;
-                    self.out.push(Report::Acked {
-                        partition: p.clone(),
-                        seq: last,
-                        etag,
-                    });
+            // Events are processed up to the end of each block of K and checkpointed there,
+            // so that a long tick (a loaded machine) skips no checkpoint, as a real processor
+            // that checkpoints every K events would not.
+            loop {
+                let last = o.next - 1;
+                let due = last > o.checkpointed
+                    && ((last + 1) / every > (o.checkpointed + 1) / every || last == end - 1);
+                if due {
+                    let checkpoint = Checkpoint {
+                        partition_id: p.clone(),
+                        offset: Some((last * 128).to_string()),
+                        sequence_number: Some(last),
+                        fully_qualified_namespace: o.ownership.fully_qualified_namespace.clone(),
+                        event_hub_name: o.ownership.event_hub_name.clone(),
+                        consumer_group: o.ownership.consumer_group.clone(),
+                    };
+                    let etag = o.ownership.etag.clone().unwrap_or_default();
+                    match self
+                        .store
+                        .blocking_update_checkpoint_fenced(&checkpoint, &o.ownership)
+                    {
+                        Ok(()) => {
+                            o.checkpointed = last;
+                            self.out.push(Report::Acked {
+                                partition: p.clone(),
+                                seq: last,
+                                etag,
+                            });
+                        }
+                        Err(Error::OwnershipLost { .. }) => {
+                            self.out.push(Report::Refused {
+                                partition: p.clone(),
+                                seq: last,
+                                etag,
+                            });
+                            refused.push(p.clone());
+                            break;
+                        }
+                        // Retried on the next tick (the checkpoint is still due); no further
+                        // events until then.
+                        Err(e) if retryable(&e) => break,
+                        Err(e) => return Err(e.to_string()),
+                    }
                 }
-                Err(Error::OwnershipLost { .. }) => {
-                    self.out.push(Report::Refused {
-                        partition: p.clone(),
-                        seq: last,
-                        etag,
-                    });
-                    refused.push(p.clone());
+                if n == 0 {
+                    break;
                 }
-                // Retried on the next tick: the checkpoint is still due.
-                Err(e) if retryable(&e) => {}
-                Err(e) => return Err(e.to_string()),
+                let block_end = (o.next / every + 1) * every - 1;
+                let to = (o.next + n - 1).min(block_end);
+                self.out.push(Report::Processed {
+                    partition: p.clone(),
+                    from: o.next,
+                    to,
+                });
+                n -= to - o.next + 1;
+                o.next = to + 1;
             }
         }
         for p in refused {
