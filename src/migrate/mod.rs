@@ -1,5 +1,6 @@
-//! Moving positions into and out of a store: the JSON export format ([`export`]) and
-//! EventProcessorHost lease blobs ([`eph`]).
+//! Moving positions into and out of a store: the JSON export format ([`export`]),
+//! EventProcessorHost lease blobs ([`eph`]) and, with feature `blob`, Azure Blob Storage in
+//! the official stores' layout (`blob`).
 //!
 //! Every import follows one skeleton, shared here: validate every row before the store is
 //! touched, then, in one transaction, compare each row with what the store holds (a *plan*),
@@ -9,6 +10,8 @@
 //!
 //! This area depends on the core (model, store) and on nothing else of the crate.
 
+#[cfg(feature = "blob")]
+pub mod blob;
 pub mod eph;
 pub mod export;
 

@@ -22,6 +22,8 @@ mod azure_differential;
 mod backward_compatibility;
 mod bad_files;
 mod busy_waits;
+#[cfg(feature = "blob")]
+mod blob_move;
 mod checkpoints_and_lists;
 mod claims;
 #[cfg(feature = "cli")]

@@ -93,6 +93,10 @@ enum Command {
     /// Load EventProcessorHost lease blobs (.NET, Python or Java JSON) as checkpoints.
     /// A dry run unless --apply.
     ImportEph(commands::import_eph::ImportEphArgs),
+    /// Move positions to an Azure Blob Storage container (the official stores' layout) and back.
+    #[cfg(feature = "blob")]
+    #[command(subcommand)]
+    Blob(commands::blob::BlobCommand),
     /// Integrity check, schema version, WAL size and row counts.
     Check,
     /// Copy the store to a new file with SQLite's online backup API, consistent while
@@ -337,6 +341,8 @@ fn dispatch(g: &Global, command: Command) -> Result<Outcome, CliError> {
         Command::Export(args) => commands::export::run(g, &args),
         Command::Import(args) => commands::import::run(g, &args),
         Command::ImportEph(args) => commands::import_eph::run(g, &args),
+        #[cfg(feature = "blob")]
+        Command::Blob(c) => commands::blob::run(g, &c),
         Command::Check => commands::check::run(g),
         Command::Backup(args) => commands::backup::run(g, &args),
         // Its errors go to the parent as a report line (simulate/protocol.rs).

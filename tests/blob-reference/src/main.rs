@@ -4,6 +4,7 @@
 //! ```text
 //! blob-reference ACCOUNT_URL OUT_FILE
 //! blob-reference --bench ACCOUNT_URL [--partitions N] [--rounds R]
+//! blob-reference --create-container | --list | --write …   (see [`interop`])
 //! ```
 //! `ACCOUNT_URL` is Azurite's blob endpoint with the account, for example
 //! `http://127.0.0.1:10000/devstoreaccount1`. A new container is made for the run (for each
@@ -15,6 +16,7 @@
 mod bench;
 #[path = "../../conformance/cases.rs"]
 mod cases;
+mod interop;
 
 use azure_core::http::Url;
 use azure_messaging_eventhubs_checkpointstore_blob::BlobCheckpointStore;
@@ -70,6 +72,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--bench") {
         return bench::main(&args[2..]).await;
+    }
+    if matches!(
+        args.get(1).map(String::as_str),
+        Some("--create-container" | "--list" | "--write")
+    ) {
+        return interop::main(&args[1..]).await;
     }
     let [_, account_url, out] = args.as_slice() else {
         eprintln!("usage: blob-reference ACCOUNT_URL OUT_FILE");

@@ -17,8 +17,17 @@ use crate::{open, CliError, Global, Outcome};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportEphArgs {
-    /// A lease file, or a directory of them (one consumer group's partition files).
-    path: PathBuf,
+    /// A lease file, or a directory of them (one consumer group's partition files). With
+    /// feature `blob`, or instead the lease container itself (`--container-url`/`--container`).
+    path: Option<PathBuf>,
+    /// In a lease container: the blobs directly under this prefix (`PREFIX/GROUP/` for .NET
+    /// and Java; none, the container root, for Python 1.x).
+    #[cfg(feature = "blob")]
+    #[arg(long, default_value = "")]
+    prefix: String,
+    #[cfg(feature = "blob")]
+    #[command(flatten)]
+    r#where: super::blob::Where,
     #[command(flatten)]
     scope: Scope,
     /// Write the checkpoints (default: only show what would be written).
@@ -31,20 +40,7 @@ pub(crate) struct ImportEphArgs {
 
 pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError> {
     let (ns, hub, group) = args.scope.required()?;
-    // The lease path is input named on the command line: unreadable, it is a bad argument.
-    let scan = scan_eph_leases(&args.path).map_err(CliError::input)?;
-    // What was not read, and what was accepted with a remark, on stderr.
-    for skipped in &scan.skipped {
-        output::warn(&format!(
-            "skipped `{}` ({})",
-            skipped.path.display(),
-            skipped.reason
-        ));
-    }
-    for note in &scan.notes {
-        output::warn(&format!("note: {note}"));
-    }
-    let files = scan.leases;
+    let files = read_files(args)?;
     let leases: Vec<_> = files.iter().map(|f| f.lease.clone()).collect();
     let rule = on_conflict(args.overwrite);
     // Plan first (in memory against a missing database, so that bad arguments create no
@@ -106,6 +102,59 @@ pub(crate) fn run(g: &Global, args: &ImportEphArgs) -> Result<Outcome, CliError>
         return Ok(Outcome::Conflict);
     }
     Ok(Outcome::Ok)
+}
+
+/// The leases of a folder (or one file); what was not read, and what was accepted with a
+/// remark, on stderr.
+fn read_folder(path: &Path) -> Result<Vec<EphLeaseFile>, CliError> {
+    // The lease path is input named on the command line: unreadable, it is a bad argument.
+    let scan = scan_eph_leases(path).map_err(CliError::input)?;
+    for skipped in &scan.skipped {
+        output::warn(&format!(
+            "skipped `{}` ({})",
+            skipped.path.display(),
+            skipped.reason
+        ));
+    }
+    for note in &scan.notes {
+        output::warn(&format!("note: {note}"));
+    }
+    Ok(scan.leases)
+}
+
+#[cfg(feature = "blob")]
+fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
+    use super::blob;
+    match (&args.path, args.r#where.given()) {
+        (Some(_), true) => Err(CliError::usage(
+            "give a lease folder or a container, not both",
+        )),
+        (Some(path), false) => read_folder(path),
+        (None, true) => {
+            let container = args.r#where.open()?;
+            let p = blob::Progress::new("reading leases");
+            blob::runtime()?
+                .block_on(
+                    eventhubs_checkpointstore_sqlite::migrate::blob::read_eph_container(
+                        &container,
+                        &args.prefix,
+                        &|d, t| p.update(d, t),
+                    ),
+                )
+                .map_err(blob::blob_error)
+        }
+        (None, false) => Err(CliError::usage(
+            "give the lease folder (or file), or a container (--container-url, --container)",
+        )),
+    }
+}
+
+#[cfg(not(feature = "blob"))]
+fn read_files(args: &ImportEphArgs) -> Result<Vec<EphLeaseFile>, CliError> {
+    match &args.path {
+        Some(path) => read_folder(path),
+        None => Err(CliError::usage("give the lease folder (or file)")),
+    }
 }
 
 fn table(files: &[EphLeaseFile], items: &[EphImportItem], apply: bool) -> Table {

@@ -3,6 +3,8 @@
 //! scope and the per-group summary.
 
 pub(crate) mod backup;
+#[cfg(feature = "blob")]
+pub(crate) mod blob;
 pub(crate) mod check;
 pub(crate) mod checkpoints;
 pub(crate) mod export;
