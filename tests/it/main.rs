@@ -21,9 +21,9 @@ mod azure_conformance;
 mod azure_differential;
 mod backward_compatibility;
 mod bad_files;
-mod busy_waits;
 #[cfg(feature = "blob")]
 mod blob_move;
+mod busy_waits;
 mod checkpoints_and_lists;
 mod claims;
 #[cfg(feature = "cli")]
