@@ -205,7 +205,7 @@ impl SqliteCheckpointStore {
     /// Storage errors: [`Error::Busy`] past the busy timeout, [`Error::NotADatabase`] if the
     /// file turns out to be corrupt.
     pub fn blocking_groups(&self) -> Result<Vec<GroupSummary>> {
-        self.with_conn(|_, c| groups(c))
+        self.with_read_conn(|_, c| groups(c))
     }
 
     /// Deletes one partition's checkpoint (a position or a legacy placeholder) and returns

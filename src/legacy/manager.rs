@@ -263,7 +263,7 @@ impl SqliteCheckpointLeaseManager {
 #[async_trait]
 impl CheckpointManager for SqliteCheckpointLeaseManager {
     async fn create_checkpoint_store_if_not_exists(&self) -> Result<()> {
-        self.store.interact(|_, c| ops::ping(c)).await
+        self.store.interact_read(|_, c| ops::ping(c)).await
     }
 
     async fn create_checkpoint_if_not_exists(&self, partition_id: &str) -> Result<Checkpoint> {
@@ -276,7 +276,7 @@ impl CheckpointManager for SqliteCheckpointLeaseManager {
     async fn get_checkpoint(&self, partition_id: &str) -> Result<Option<Checkpoint>> {
         let key = self.key(partition_id)?;
         self.store
-            .interact(move |_, c| ops::get_checkpoint(c, &key))
+            .interact_read(move |_, c| ops::get_checkpoint(c, &key))
             .await
     }
 
@@ -295,7 +295,7 @@ impl CheckpointManager for SqliteCheckpointLeaseManager {
         let (k, o, t) = (key.clone(), owner.clone(), token.clone());
         let etag = self
             .store
-            .interact(move |_, c| ops::current_etag(c, &k, &o, &t))
+            .interact_read(move |_, c| ops::current_etag(c, &k, &o, &t))
             .await?;
         let write = ops::checkpoint_write(&self.group, lease, &etag, checkpoint)?;
         match self.store.submit(write).await {
@@ -332,7 +332,7 @@ impl LeaseManager for SqliteCheckpointLeaseManager {
     }
 
     async fn create_lease_store_if_not_exists(&self) -> Result<()> {
-        self.store.interact(|_, c| ops::ping(c)).await
+        self.store.interact_read(|_, c| ops::ping(c)).await
     }
 
     async fn delete_lease_store(&self) -> Result<()> {
@@ -345,14 +345,14 @@ impl LeaseManager for SqliteCheckpointLeaseManager {
     async fn get_lease(&self, partition_id: &str) -> Result<Option<Lease>> {
         let key = self.key(partition_id)?;
         self.store
-            .interact(move |_, c| ops::get_lease(c, &key))
+            .interact_read(move |_, c| ops::get_lease(c, &key))
             .await
     }
 
     async fn get_all_leases(&self) -> Result<Vec<Lease>> {
         let group = self.group.clone();
         self.store
-            .interact(move |_, c| ops::list_leases(c, &group))
+            .interact_read(move |_, c| ops::list_leases(c, &group))
             .await
     }
 

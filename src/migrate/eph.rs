@@ -645,7 +645,7 @@ impl SqliteCheckpointStore {
         on_conflict: OnConflict,
     ) -> Result<Vec<EphImportItem>> {
         let group = (fully_qualified_namespace, event_hub_name, consumer_group);
-        self.with_conn(|_, c| import(c, group, leases, Run::Plan, on_conflict))
+        self.with_read_conn(|_, c| import(c, group, leases, Run::Plan, on_conflict))
     }
 
     /// Writes the position of every lease that has one as the partition's checkpoint in the

@@ -913,7 +913,7 @@ impl SqliteCheckpointStore {
     /// # Errors
     /// Storage errors: [`Error::Busy`], [`Error::NotADatabase`] for a corrupt file.
     pub fn blocking_export(&self) -> Result<StoreExport> {
-        self.with_conn(|_, c| export(c))
+        self.with_read_conn(|_, c| export(c))
     }
 
     /// What [`blocking_import`](Self::blocking_import) would do, without writing: validates
@@ -924,7 +924,7 @@ impl SqliteCheckpointStore {
     /// As [`blocking_import`](Self::blocking_import), except that conflicts are reported in
     /// the plan rather than as [`Error::Conflict`].
     pub fn blocking_plan_import(&self, export: &StoreExport) -> Result<ImportPlan> {
-        self.with_conn(|_, c| import(c, export, Run::Plan, OnConflict::Overwrite))
+        self.with_read_conn(|_, c| import(c, export, Run::Plan, OnConflict::Overwrite))
     }
 
     /// Imports an export: every row is validated first, then all are written in one
@@ -951,7 +951,7 @@ impl SqliteCheckpointStore {
     /// # Errors
     /// As [`blocking_plan_import`](Self::blocking_plan_import).
     pub fn blocking_plan_import_validated(&self, rows: &ValidatedExport) -> Result<ImportPlan> {
-        self.with_conn(|_, c| {
+        self.with_read_conn(|_, c| {
             import_validated(c, rows, Run::Plan, OnConflict::Overwrite, &mut |_| {})
         })
     }

@@ -200,3 +200,57 @@ fn the_busy_timeout_is_the_total_wait_and_then_busy_is_an_error() {
         1
     );
 }
+
+/// Operations that only read (export, import plans, the group summary, legacy lease and
+/// checkpoint reads) do not queue behind the store's writers: while a claim holds the writer
+/// lock, waiting on another connection's SQLite lock, they all answer, and no lock wait is
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_do_not_queue_behind_a_writer_of_the_same_store() {
+    use eventhubs_checkpointstore_sqlite::legacy::CheckpointManager;
+    use eventhubs_checkpointstore_sqlite::migrate::{eph::EphLease, OnConflict};
+
+    let (_dir, path, store) =
+        file_store_with(StoreOptions::new().with_busy_timeout(Duration::from_secs(20)));
+    store
+        .blocking_claim_ownership(&[claim("0", Some("a"), None)])
+        .unwrap();
+    let host = HostContext::new(NS, HUB, GROUP, "host-1");
+    let manager = SqliteCheckpointLeaseManager::new(&store, host).unwrap();
+    manager.create_lease_if_not_exists("1").await.unwrap();
+
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            store
+                .blocking_claim_ownership(&[claim("2", Some("a"), None)])
+                .unwrap()
+        })
+    };
+    // The claim holds the writer lock and waits for `other` in the busy handler.
+    while store.commit_stats().busy_waits < 3 {
+        std::thread::yield_now();
+    }
+    let export = store.blocking_export().unwrap();
+    assert_eq!(export.ownerships.len(), 2);
+    assert_eq!(store.blocking_plan_import(&export).unwrap().same_ownerships, 2);
+    assert_eq!(store.blocking_groups().unwrap().len(), 1);
+    let leases: Vec<EphLease> = Vec::new();
+    store
+        .blocking_plan_import_eph(NS, HUB, GROUP, &leases, OnConflict::Refuse)
+        .unwrap();
+    assert!(manager.get_lease("1").await.unwrap().is_some());
+    assert_eq!(manager.get_all_leases().await.unwrap().len(), 2);
+    assert!(manager.get_checkpoint("0").await.unwrap().is_none());
+    manager.create_checkpoint_store_if_not_exists().await.unwrap();
+    assert!(!writer.is_finished(), "the claim must still be waiting for the other lock");
+    let stats = store.commit_stats();
+    assert_eq!(stats.lock_waits, 0, "reads queued behind the writer: {stats:?}");
+
+    tx.commit().unwrap();
+    assert_eq!(writer.join().unwrap().len(), 1);
+}
