@@ -235,7 +235,7 @@ async fn submit_job(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
         Job::Claims(claims) => claims.len() <= SHORT_CLAIM,
     };
     let (_, must_lead) = inner.group.enqueue(job, Reply::Async(tx));
-    let answer = if must_lead && short {
+    let answer = if must_lead && short && !inner.counters.contended() {
         start_committer(inner);
         // Alone in the queue, this write is committed at once: wait for it awake.
         wait_awake(rx, inner.options.spin_wait()).await
@@ -282,14 +282,15 @@ fn start_committer(inner: &Arc<Inner>) {
         thread.unpark();
         return;
     }
-    let (store, signal, spin) = (
+    let (store, signal, counters, spin) = (
         Arc::downgrade(inner),
         Arc::clone(signal),
+        Arc::clone(&inner.counters),
         inner.options.spin_wait(),
     );
     match std::thread::Builder::new()
         .name("eh-checkpoint-committer".into())
-        .spawn(move || run_committer(&signal, &store, spin))
+        .spawn(move || run_committer(&signal, &store, &counters, spin))
     {
         Ok(handle) => *thread = Some(handle.thread().clone()),
         Err(e) => {
@@ -305,8 +306,9 @@ fn start_committer(inner: &Arc<Inner>) {
 }
 
 /// The committer thread: leads whenever a writer hands it the queue, until the store is
-/// dropped. It holds the store only while it commits.
-fn run_committer(signal: &Signal, store: &Weak<Inner>, spin: Duration) {
+/// dropped. It holds the store only while it commits. It spins after its queue empties unless
+/// the store is contended by another process (whose commits would then be slowed by it).
+fn run_committer(signal: &Signal, store: &Weak<Inner>, counters: &wait::Counters, spin: Duration) {
     loop {
         if signal.work.swap(false, Ordering::Acquire) {
             let Some(inner) = store.upgrade() else { return };
@@ -317,6 +319,11 @@ fn run_committer(signal: &Signal, store: &Weak<Inner>, spin: Duration) {
         if signal.closed.load(Ordering::Acquire) {
             return;
         }
+        let spin = if counters.contended() {
+            Duration::ZERO
+        } else {
+            spin
+        };
         let deadline = Instant::now() + spin;
         while !signal.work.load(Ordering::Relaxed) && Instant::now() < deadline {
             std::hint::spin_loop();
@@ -349,8 +356,9 @@ pub(super) async fn wait_awake<F: Future + Unpin>(mut answer: F, bound: Duration
 /// and the caller must hand it on.
 fn lead(inner: &Inner, until: Option<u64>) -> bool {
     let mut guard = FailPendingOnPanic(inner, true);
+    let mut first = true;
     let needs_leader = loop {
-        let batch = {
+        {
             let mut q = inner.group.lock();
             if q.pending.is_empty() {
                 q.leading = false;
@@ -361,9 +369,14 @@ fn lead(inner: &Inner, until: Option<u64>) -> bool {
             if until.is_some_and(|id| q.pending.iter().all(|p| p.id != id)) {
                 break !hand_off(&q);
             }
-            std::mem::take(&mut q.pending)
-        };
-        commit(inner, batch);
+        }
+        // Another process waits for the lock this leader just released: let it have a turn
+        // before taking the lock again (wait.rs, HANDOFF_PAUSE).
+        if !first && inner.counters.contended() {
+            std::thread::sleep(wait::HANDOFF_PAUSE);
+        }
+        first = false;
+        commit(inner);
     };
     guard.1 = false;
     needs_leader
@@ -378,14 +391,18 @@ fn hand_off(q: &Queue) -> bool {
 }
 
 /// Commits one batch in one transaction, holding the store's writer lock, and answers every
-/// writer in it.
-fn commit(inner: &Inner, batch: Vec<Pending>) {
+/// writer in it. The batch is every write queued once the transaction has its lock, so writes
+/// that arrived while it waited for another process go in too.
+fn commit(inner: &Inner) {
+    let mut batch: Vec<Pending> = Vec::new();
     // Each job's own answer, valid only if the transaction commits.
-    let mut answers: Vec<Result<Answer>> = Vec::with_capacity(batch.len());
+    let mut answers: Vec<Result<Answer>> = Vec::new();
     let timeout = inner.options.busy_timeout();
     let outcome = wait::scope(&inner.counters, Some(&inner.writer), timeout, |left| {
         let mut conn = inner.pool.get_timeout(left.max(Duration::from_millis(1)))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        batch = std::mem::take(&mut inner.group.lock().pending);
+        answers.reserve(batch.len());
         let (mut written, mut claims, mut checkpoints) = (0u64, 0u64, false);
         for p in &batch {
             match &p.job {
@@ -422,6 +439,10 @@ fn commit(inner: &Inner, batch: Vec<Pending>) {
         Ok(())
     })
     .map_err(|e| e.at(inner.path.as_deref()).waited(timeout));
+    if batch.is_empty() {
+        // The transaction failed before it took the batch: the queued writes get its error.
+        batch = std::mem::take(&mut inner.group.lock().pending);
+    }
     let mut answers = answers.into_iter();
     for p in batch {
         let answer = answers.next();

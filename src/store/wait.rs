@@ -7,7 +7,11 @@
 //! - **Across processes**, a connection that meets another process's lock waits in
 //!   [`on_busy`], the busy handler of every pooled connection. SQLite's own handler sleeps in
 //!   steps of 1, 2, 5, 10 … 100 ms, which is long for transactions that take tens of
-//!   microseconds; this one sleeps [`FIRST_SLEEP`] and doubles up to [`LONGEST_SLEEP`].
+//!   microseconds; this one polls every [`FIRST_SLEEP`] for [`FINE_POLLS`] times, then doubles
+//!   its sleep up to [`LONGEST_SLEEP`]. SQLite's locks are not fair: a process committing
+//!   back to back takes the lock again before a sleeping waiter wakes. So while a store is
+//!   [contended](Counters::contended), its committer pauses [`HANDOFF_PAUSE`] between batches
+//!   and nobody of it waits awake (spins).
 //!
 //! The busy timeout is the total wait of one operation: it starts when the operation does, and
 //! the time spent queued in process is taken off what is left for SQLite's lock. Every call of
@@ -29,6 +33,25 @@ use crate::error::{Error, Result};
 /// The first sleep of the busy handler. Linux adds its timer slack (50 µs) to every sleep.
 pub(crate) const FIRST_SLEEP: Duration = Duration::from_micros(20);
 
+/// How many times the busy handler polls at [`FIRST_SLEEP`] before it starts doubling: about
+/// a millisecond of fine polling, so that a waiter finds the gap another process leaves
+/// between two of its commits (see [`HANDOFF_PAUSE`]).
+pub(crate) const FINE_POLLS: i32 = 16;
+
+/// How long a committer pauses between two batches while this store is contended by another
+/// process: long enough for a waiter polling at [`FIRST_SLEEP`] to take the lock in between,
+/// so that one process's back-to-back commits do not starve the others.
+pub(crate) const HANDOFF_PAUSE: Duration = Duration::from_micros(50);
+
+/// For how long after its last busy wait a store counts as contended by another process.
+const CONTENDED_FOR: Duration = Duration::from_millis(20);
+
+/// The clock of [`Counters::last_busy`]: the first time a store of this process looked at it.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
 /// The longest single sleep of the busy handler: short against the busy timeout, long against
 /// a transaction, so that a waiter polls a few times per commit of another process.
 pub(crate) const LONGEST_SLEEP: Duration = Duration::from_micros(500);
@@ -43,6 +66,27 @@ pub(crate) struct Counters {
     pub busy_waits: AtomicU64,
     /// Times a writer of this store queued behind another writer of this store.
     pub lock_waits: AtomicU64,
+    /// When a connection of this store last met a SQLite lock: nanoseconds after [`epoch`],
+    /// plus one (0: never).
+    pub last_busy: AtomicU64,
+}
+
+impl Counters {
+    /// Whether another process (or another store on the file) held a lock this store needed
+    /// within the last [`CONTENDED_FOR`]. While it does, waiting awake (spinning) only takes
+    /// CPU from the process that holds the lock, and a committer leaves a gap between batches.
+    pub(crate) fn contended(&self) -> bool {
+        let last = self.last_busy.load(Ordering::Relaxed);
+        last != 0 && {
+            let now = epoch().elapsed().as_nanos() as u64 + 1;
+            now.saturating_sub(last) < CONTENDED_FOR.as_nanos() as u64
+        }
+    }
+
+    fn note_busy(&self) {
+        self.last_busy
+            .store(epoch().elapsed().as_nanos() as u64 + 1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -200,6 +244,7 @@ pub(crate) fn on_busy(count: i32) -> bool {
         let deadline = match s.as_mut() {
             Some(scope) => {
                 scope.counters.busy_waits.fetch_add(1, Ordering::Relaxed);
+                scope.counters.note_busy();
                 scope.deadline
             }
             // Not inside an operation (every use of a pooled connection is, so this is a
@@ -219,7 +264,7 @@ pub(crate) fn on_busy(count: i32) -> bool {
             return false;
         }
         let step = FIRST_SLEEP
-            .saturating_mul(1u32 << count.clamp(0, 16))
+            .saturating_mul(1u32 << (count - FINE_POLLS + 1).clamp(0, 16))
             .min(LONGEST_SLEEP);
         std::thread::sleep(step.min(deadline - now));
         true
