@@ -70,7 +70,7 @@ bare=$(venv bare pytest pytest-asyncio pytest-timeout)
 step "azure-eventhub 5.15.1: our tests"
 modern=$(venv modern azure-eventhub==5.15.1 pytest pytest-asyncio pytest-timeout)
 (cd "$work/tests" && run_pytest "$modern" -m pytest "${opts[@]}" test_store.py test_eph.py \
-  test_rust_interop.py)
+  test_rust_interop.py test_rust_fleet.py)
 
 step "azure-eventhub 5.15.1: the SDK's own event-processor tests on our stores"
 rm -rf "$work/sdist" && mkdir -p "$work/sdist"

@@ -1,7 +1,8 @@
 """A real azure-eventhub 5.x EventProcessor (aio) on this package's fenced aio store, with a mock
 Event Hub client as in the SDK's own processor tests: run by test_mixed_fleet.py in the 5.x venv,
-beside a 1.x EventProcessorHost on the same file. Prints one JSON line per checkpoint written or
-refused. Usage: python modern_processor.py DB SECONDS"""
+beside a 1.x EventProcessorHost on the same file, and by test_rust_fleet.py beside Rust processes.
+Prints one JSON line per claim won, partition started, and checkpoint written or refused.
+Usage: python modern_processor.py DB SECONDS [NAMESPACE HUB GROUP PARTITIONS]"""
 
 import asyncio
 import json
@@ -15,24 +16,34 @@ from azure.eventhub.exceptions import OwnershipLostError
 
 from eventhubs_checkpointstore_sqlite.aio import SqliteCheckpointStore
 
-NS, HUB, GROUP = "ns.servicebus.windows.net", "hub", "$default"
+NS, HUB, GROUP, PARTITIONS = "ns.servicebus.windows.net", "hub", "$default", 4
 
 
 def say(**kw):
     print(json.dumps(dict(kw, t=time.time())), flush=True)
 
 
-class Client:
-    eventhub_name = HUB
+class LoggingStore(SqliteCheckpointStore):
+    """The store, saying which claims it won: the etag claimed from, the new one, the owner."""
 
+    async def claim_ownership(self, ownership_list, **kwargs):
+        old = {o["partition_id"]: o.get("etag") for o in ownership_list}
+        won = await super().claim_ownership(ownership_list, **kwargs)
+        for w in won:
+            say(claim=w["partition_id"], old=old[w["partition_id"]], new=w["etag"], owner=w["owner_id"])
+        return won
+
+
+class Client:
     def __init__(self):
+        self.eventhub_name = HUB
         self._address = _Address(hostname=NS, path=HUB)
 
     def _create_consumer(self, consumer_group, partition_id, event_position, on_event_received, **kw):
         return Consumer(on_event_received)
 
     async def get_partition_ids(self):
-        return ["0", "1", "2", "3"]
+        return [str(p) for p in range(PARTITIONS)]
 
     async def close(self):
         pass
@@ -51,7 +62,7 @@ class Consumer:
 
 
 async def main(db, seconds):
-    store = SqliteCheckpointStore(db, fenced=True)
+    store = LoggingStore(db, fenced=True)
     seqs = {}
 
     async def on_init(ctx):
@@ -102,4 +113,6 @@ async def main(db, seconds):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        NS, HUB, GROUP, PARTITIONS = *sys.argv[3:6], int(sys.argv[6])
     asyncio.run(main(sys.argv[1], float(sys.argv[2])))
