@@ -237,7 +237,10 @@ async fn reads_do_not_queue_behind_a_writer_of_the_same_store() {
     }
     let export = store.blocking_export().unwrap();
     assert_eq!(export.ownerships.len(), 2);
-    assert_eq!(store.blocking_plan_import(&export).unwrap().same_ownerships, 2);
+    assert_eq!(
+        store.blocking_plan_import(&export).unwrap().same_ownerships,
+        2
+    );
     assert_eq!(store.blocking_groups().unwrap().len(), 1);
     let leases: Vec<EphLease> = Vec::new();
     store
@@ -246,10 +249,19 @@ async fn reads_do_not_queue_behind_a_writer_of_the_same_store() {
     assert!(manager.get_lease("1").await.unwrap().is_some());
     assert_eq!(manager.get_all_leases().await.unwrap().len(), 2);
     assert!(manager.get_checkpoint("0").await.unwrap().is_none());
-    manager.create_checkpoint_store_if_not_exists().await.unwrap();
-    assert!(!writer.is_finished(), "the claim must still be waiting for the other lock");
+    manager
+        .create_checkpoint_store_if_not_exists()
+        .await
+        .unwrap();
+    assert!(
+        !writer.is_finished(),
+        "the claim must still be waiting for the other lock"
+    );
     let stats = store.commit_stats();
-    assert_eq!(stats.lock_waits, 0, "reads queued behind the writer: {stats:?}");
+    assert_eq!(
+        stats.lock_waits, 0,
+        "reads queued behind the writer: {stats:?}"
+    );
 
     tx.commit().unwrap();
     assert_eq!(writer.join().unwrap().len(), 1);
