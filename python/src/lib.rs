@@ -16,8 +16,7 @@ use eventhubs_checkpointstore_sqlite::legacy::{
     LeaseOptions, SqliteCheckpointLeaseManager,
 };
 use eventhubs_checkpointstore_sqlite::{
-    Checkpoint, CheckpointStore as _, Durability, Error, Ownership, SqliteCheckpointStore,
-    StoreOptions,
+    Checkpoint, Durability, Error, Ownership, SqliteCheckpointStore, StoreOptions,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyTimeoutError, PyValueError};
@@ -318,64 +317,17 @@ impl Store {
     /// Writes many positions at once, each as `update_checkpoint` would (fenced when it has an
     /// owner or etag), all joining the group commit together, so they share transactions and
     /// fsyncs. One answer per write, in order: `None`, or the exception it failed with.
-    #[allow(clippy::type_complexity)]
     fn update_many(
         &self,
         py: Python<'_>,
-        writes: Vec<(
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-        )>,
+        writes: Vec<WriteArgs>,
     ) -> PyResult<Vec<Option<Py<pyo3::exceptions::PyBaseException>>>> {
         let store = self.get()?;
-        let rt = runtime()?;
-        let results: Vec<Result<(), Error>> = py.detach(move || {
-            rt.block_on(async move {
-                let mut tasks = Vec::with_capacity(writes.len());
-                for (ns, hub, cg, pid, offset, seq, owner, etag) in writes {
-                    let store = store.clone();
-                    let checkpoint = Checkpoint {
-                        fully_qualified_namespace: ns,
-                        event_hub_name: hub,
-                        consumer_group: cg,
-                        partition_id: pid,
-                        offset,
-                        sequence_number: seq,
-                    };
-                    tasks.push(tokio::spawn(async move {
-                        if owner.is_none() && etag.is_none() {
-                            return store.update_checkpoint(checkpoint).await;
-                        }
-                        let fence = Ownership {
-                            fully_qualified_namespace: checkpoint.fully_qualified_namespace.clone(),
-                            event_hub_name: checkpoint.event_hub_name.clone(),
-                            consumer_group: checkpoint.consumer_group.clone(),
-                            partition_id: checkpoint.partition_id.clone(),
-                            owner_id: owner,
-                            etag,
-                            last_modified_time: None,
-                        };
-                        store.update_checkpoint_fenced(checkpoint, &fence).await
-                    }));
-                }
-                let mut out = Vec::with_capacity(tasks.len());
-                for t in tasks {
-                    out.push(t.await.unwrap_or_else(|e| {
-                        Err(Error::Internal {
-                            message: format!("a checkpoint task failed: {e}"),
-                            source: None,
-                        })
-                    }));
-                }
-                out
-            })
-        });
+        let writes: Vec<(Checkpoint, Option<Ownership>)> =
+            writes.into_iter().map(checkpoint_and_fence).collect();
+        // All queued at once on this thread, which leads their commit: they share one
+        // transaction, with no hop to a runtime or the committer thread.
+        let results = py.detach(|| store.blocking_update_checkpoints(&writes));
         Ok(results
             .into_iter()
             .map(|r| r.err().map(|e| to_py(e).into_value(py)))
@@ -451,7 +403,7 @@ fn lease_from_tuple(t: LeaseTuple) -> Lease {
 }
 
 /// The runtime that drives the legacy manager's async methods (its blocking hops run on this
-/// runtime's pool) and the batched checkpoint writes; built on first use.
+/// runtime's pool); built on first use.
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
     RUNTIME
@@ -692,4 +644,40 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StoreClosedError", py.get_type::<StoreClosedError>())?;
     m.add("ForkedError", py.get_type::<ForkedError>())?;
     Ok(())
+}
+
+/// One write as `update_many` receives it: the checkpoint, and the ownership it is fenced on
+/// (none when neither owner nor etag is given).
+type WriteArgs = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+fn checkpoint_and_fence(
+    (ns, hub, cg, pid, offset, seq, owner, etag): WriteArgs,
+) -> (Checkpoint, Option<Ownership>) {
+    let checkpoint = Checkpoint {
+        fully_qualified_namespace: ns,
+        event_hub_name: hub,
+        consumer_group: cg,
+        partition_id: pid,
+        offset,
+        sequence_number: seq,
+    };
+    let fence = (owner.is_some() || etag.is_some()).then(|| Ownership {
+        fully_qualified_namespace: checkpoint.fully_qualified_namespace.clone(),
+        event_hub_name: checkpoint.event_hub_name.clone(),
+        consumer_group: checkpoint.consumer_group.clone(),
+        partition_id: checkpoint.partition_id.clone(),
+        owner_id: owner,
+        etag,
+        last_modified_time: None,
+    });
+    (checkpoint, fence)
 }

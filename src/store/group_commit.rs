@@ -78,7 +78,8 @@ pub(crate) enum Answer {
 }
 
 enum Msg {
-    Done(Result<Answer>),
+    /// The answer to the job with this id.
+    Done(u64, Result<Answer>),
     /// Sent to a waiting blocking writer: the queue has writes and no leader; lead.
     Lead,
 }
@@ -89,11 +90,11 @@ enum Reply {
 }
 
 impl Reply {
-    fn done(self, result: Result<Answer>) {
+    fn done(self, id: u64, result: Result<Answer>) {
         // A writer that stopped waiting (a dropped future) no longer needs its answer.
         let _ = match self {
             Reply::Async(tx) => tx.send(result).is_ok(),
-            Reply::Blocking(tx) => tx.send(Msg::Done(result)).is_ok(),
+            Reply::Blocking(tx) => tx.send(Msg::Done(id, result)).is_ok(),
         };
     }
 }
@@ -184,6 +185,26 @@ impl GroupCommit {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Queues jobs together (none can be committed before the last is queued), all answered
+    /// on `reply`; returns their ids and whether the caller must now lead.
+    fn enqueue_all(&self, jobs: Vec<Job>, reply: &mpsc::Sender<Msg>) -> (Vec<u64>, bool) {
+        let mut q = self.lock();
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let id = q.next_id;
+            q.next_id += 1;
+            q.pending.push(Pending {
+                id,
+                job,
+                reply: Reply::Blocking(reply.clone()),
+            });
+            ids.push(id);
+        }
+        let lead = !q.leading;
+        q.leading = true;
+        (ids, lead)
+    }
+
     /// Queues a job; returns its id and whether the caller must now lead.
     fn enqueue(&self, job: Job, reply: Reply) -> (u64, bool) {
         let mut q = self.lock();
@@ -264,11 +285,53 @@ fn submit_job_blocking(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
             start_committer(inner);
         }
         match rx.recv() {
-            Ok(Msg::Done(result)) => return result,
+            Ok(Msg::Done(_, result)) => return result,
             Ok(Msg::Lead) => lead_now = true,
             Err(_) => return Err(Error::internal("the checkpoint committer stopped")),
         }
     }
+}
+
+/// Like [`submit_blocking`] for several writes queued at once, so that they share a commit;
+/// one answer per write, in order.
+pub(crate) fn submit_all_blocking(inner: &Arc<Inner>, writes: Vec<Write>) -> Vec<Result<()>> {
+    if writes.is_empty() {
+        return Vec::new();
+    }
+    let (tx, rx) = mpsc::channel();
+    let jobs = writes.into_iter().map(Job::Checkpoint).collect();
+    let (ids, mut lead_now) = inner.group.enqueue_all(jobs, &tx);
+    drop(tx);
+    let (first, last) = (ids[0], ids[ids.len() - 1]);
+    let mut answers: Vec<Option<Result<()>>> = ids.iter().map(|_| None).collect();
+    let mut left = ids.len();
+    while left > 0 {
+        // Leading until the last of them is committed commits them all: a batch takes the
+        // whole queue.
+        if lead_now && lead(inner, Some(last)) {
+            start_committer(inner);
+        }
+        lead_now = false;
+        match rx.recv() {
+            Ok(Msg::Done(id, result)) => {
+                if let Some(slot) = id
+                    .checked_sub(first)
+                    .and_then(|i| answers.get_mut(i as usize))
+                {
+                    if slot.is_none() {
+                        left -= 1;
+                    }
+                    *slot = Some(result.map(|_| ()));
+                }
+            }
+            Ok(Msg::Lead) => lead_now = true,
+            Err(_) => break,
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(Error::internal("the checkpoint committer stopped"))))
+        .collect()
 }
 
 /// Hands leadership to the store's committer thread, starting the thread on first use. If it
@@ -446,11 +509,14 @@ fn commit(inner: &Inner) {
     let mut answers = answers.into_iter();
     for p in batch {
         let answer = answers.next();
-        p.reply.done(match (&outcome, answer) {
-            (Ok(()), Some(answer)) => answer,
-            (Err(e), _) => Err(e.clone()),
-            (Ok(()), None) => Err(Error::internal("a committed job has no answer")),
-        });
+        p.reply.done(
+            p.id,
+            match (&outcome, answer) {
+                (Ok(()), Some(answer)) => answer,
+                (Err(e), _) => Err(e.clone()),
+                (Ok(()), None) => Err(Error::internal("a committed job has no answer")),
+            },
+        );
     }
 }
 
@@ -474,7 +540,7 @@ impl Drop for FailPendingOnPanic<'_> {
 fn fail_queued(inner: &Inner, error: &Error) {
     let mut q = inner.group.lock();
     for p in q.pending.drain(..) {
-        p.reply.done(Err(error.clone()));
+        p.reply.done(p.id, Err(error.clone()));
     }
     q.leading = false;
 }

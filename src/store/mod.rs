@@ -607,6 +607,65 @@ impl SqliteCheckpointStore {
     ) -> Result<()> {
         group_commit::submit_blocking(&self.inner, checkpoint_write(checkpoint, Some(ownership))?)
     }
+
+    /// Writes several checkpoints together, each fenced on its ownership if one is given: all
+    /// are queued at once, so they share one transaction and one fsync (group commit), and
+    /// each is answered on its own, in order, as
+    /// [`blocking_update_checkpoint`](Self::blocking_update_checkpoint) or
+    /// [`blocking_update_checkpoint_fenced`](Self::blocking_update_checkpoint_fenced) would
+    /// answer it. For a caller that gathers its positions (the Python package's async store
+    /// sends its tasks' checkpoints this way), or a processor checkpointing every partition at
+    /// shutdown.
+    ///
+    /// ```
+    /// use eventhubs_checkpointstore_sqlite::{Checkpoint, SqliteCheckpointStore};
+    ///
+    /// let store = SqliteCheckpointStore::open_in_memory()?;
+    /// let at = |p: &str, seq| Checkpoint {
+    ///     fully_qualified_namespace: "ns".into(),
+    ///     event_hub_name: "hub".into(),
+    ///     consumer_group: "$Default".into(),
+    ///     partition_id: p.into(),
+    ///     offset: Some(seq.to_string()),
+    ///     sequence_number: Some(seq),
+    /// };
+    /// let answers = store.blocking_update_checkpoints(&[(at("0", 7), None), (at("", 1), None)]);
+    /// assert!(answers[0].is_ok());
+    /// assert!(answers[1].is_err()); // an empty partition id: invalid, and alone in failing
+    /// assert_eq!(store.blocking_list_checkpoints("ns", "hub", "$Default")?.len(), 1);
+    /// # Ok::<(), eventhubs_checkpointstore_sqlite::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Per write, as for the single calls: an invalid write fails alone before anything is
+    /// queued; a failed fence fails alone; a storage error fails every write of its commit.
+    pub fn blocking_update_checkpoints(
+        &self,
+        writes: &[(Checkpoint, Option<Ownership>)],
+    ) -> Vec<Result<()>> {
+        let mut answers: Vec<Option<Result<()>>> = Vec::with_capacity(writes.len());
+        let mut valid = Vec::with_capacity(writes.len());
+        for (checkpoint, fence) in writes {
+            match checkpoint_write(checkpoint, fence.as_ref()) {
+                Ok(w) => {
+                    valid.push(w);
+                    answers.push(None);
+                }
+                Err(e) => answers.push(Some(Err(e))),
+            }
+        }
+        let mut committed = group_commit::submit_all_blocking(&self.inner, valid).into_iter();
+        answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| {
+                    committed
+                        .next()
+                        .unwrap_or_else(|| Err(Error::internal("a write has no answer")))
+                })
+            })
+            .collect()
+    }
 }
 
 impl Inner {

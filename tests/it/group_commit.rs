@@ -316,3 +316,51 @@ async fn writers_that_never_spin_are_always_woken() {
     }
     assert_eq!(store.commit_stats().writes, 300 + 8 * 100);
 }
+
+/// `blocking_update_checkpoints`: the writes of one call share one commit; an invalid write
+/// and a write whose fence is lost fail alone, in their places; the others are written.
+#[test]
+fn many_writes_in_one_call_share_one_commit_and_fail_alone() {
+    let (_dir, _path, store) = file_store();
+    let held = store
+        .blocking_claim_ownership(&[claim("0", Some("a"), None), claim("1", Some("a"), None)])
+        .unwrap();
+    let stale = held[1].clone();
+    store.blocking_claim_ownership(&held[1..]).unwrap(); // partition 1 renewed: `stale` lost
+    let before = store.commit_stats();
+    let mut writes: Vec<_> = (2..34)
+        .map(|p| (checkpoint(&p.to_string(), Some("7"), Some(7)), None))
+        .collect();
+    writes.insert(3, (checkpoint("", Some("1"), Some(1)), None)); // invalid: empty partition
+    writes.insert(
+        5,
+        (checkpoint("0", Some("9"), Some(9)), Some(held[0].clone())),
+    );
+    writes.insert(6, (checkpoint("1", Some("9"), Some(9)), Some(stale)));
+    let answers = store.blocking_update_checkpoints(&writes);
+    assert_eq!(answers.len(), writes.len());
+    for (i, answer) in answers.iter().enumerate() {
+        match i {
+            3 => assert!(
+                matches!(answer, Err(Error::InvalidArgument { .. })),
+                "{answer:?}"
+            ),
+            6 => assert!(
+                matches!(answer, Err(Error::OwnershipLost { .. })),
+                "{answer:?}"
+            ),
+            _ => assert!(answer.is_ok(), "{i}: {answer:?}"),
+        }
+    }
+    let after = store.commit_stats();
+    assert_eq!(after.writes - before.writes, 33, "{after:?}");
+    assert_eq!(
+        after.commits - before.commits,
+        1,
+        "one commit for the call: {after:?}"
+    );
+    let stored = store.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
+    assert_eq!(stored.len(), 33);
+    assert!(stored.iter().all(|c| c.partition_id != "1"), "{stored:?}");
+    assert!(store.blocking_update_checkpoints(&[]).is_empty());
+}
