@@ -288,28 +288,19 @@ impl Store {
         etag: Option<String>,
     ) -> PyResult<()> {
         let store = self.get()?;
-        let checkpoint = Checkpoint {
-            fully_qualified_namespace: namespace,
-            event_hub_name: hub,
-            consumer_group: group,
-            partition_id: partition,
+        let (checkpoint, fence) = checkpoint_and_fence((
+            namespace,
+            hub,
+            group,
+            partition,
             offset,
             sequence_number,
-        };
-        py.detach(move || match (owner, etag) {
-            (None, None) => store.blocking_update_checkpoint(&checkpoint),
-            (owner_id, etag) => {
-                let fence = Ownership {
-                    fully_qualified_namespace: checkpoint.fully_qualified_namespace.clone(),
-                    event_hub_name: checkpoint.event_hub_name.clone(),
-                    consumer_group: checkpoint.consumer_group.clone(),
-                    partition_id: checkpoint.partition_id.clone(),
-                    owner_id,
-                    etag,
-                    last_modified_time: None,
-                };
-                store.blocking_update_checkpoint_fenced(&checkpoint, &fence)
-            }
+            owner,
+            etag,
+        ));
+        py.detach(move || match &fence {
+            None => store.blocking_update_checkpoint(&checkpoint),
+            Some(fence) => store.blocking_update_checkpoint_fenced(&checkpoint, fence),
         })
         .map_err(to_py)
     }

@@ -284,6 +284,28 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_wait_makes_the_store_contended_for_a_while() {
+        let counters = Arc::new(Counters::default());
+        assert!(
+            !counters.contended(),
+            "a store that never waited is not contended"
+        );
+        // A busy-handler call inside an operation of this store notes the wait.
+        scope(&counters, None, Duration::from_secs(1), |_| {
+            assert!(on_busy(0));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(counters.busy_waits.load(Ordering::Relaxed), 1);
+        assert!(counters.contended());
+        std::thread::sleep(CONTENDED_FOR + Duration::from_millis(5));
+        assert!(
+            !counters.contended(),
+            "the contention is forgotten after CONTENDED_FOR"
+        );
+    }
+
+    #[test]
     fn the_lock_is_first_come_first_served_and_gives_up_at_the_deadline() {
         let lock = Arc::new(WriterLock::default());
         let counters = Arc::new(Counters::default());
