@@ -621,7 +621,7 @@ impl SqliteCheckpointStore {
     /// use eventhubs_checkpointstore_sqlite::{Checkpoint, SqliteCheckpointStore};
     ///
     /// let store = SqliteCheckpointStore::open_in_memory()?;
-    /// let at = |p: &str, seq| Checkpoint {
+    /// let at = |p: &str, seq: i64| Checkpoint {
     ///     fully_qualified_namespace: "ns".into(),
     ///     event_hub_name: "hub".into(),
     ///     consumer_group: "$Default".into(),
