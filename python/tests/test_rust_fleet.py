@@ -124,10 +124,21 @@ def test_python_and_rust_processors_share_one_group(tmp_path):
     assert {o for _, _, _, o in wins} <= set(rust) | set(py_ids) | {None}
     # Both sides held partitions, and ownership moved between them in both directions.
     assert owners_by_side["rust"] and owners_by_side["python"], owners_by_side
-    side = {}
-    for _, old, new, o in wins:
-        side[new] = "rust" if o in rust else "python" if o else None
-    moves = collections.Counter((side.get(old), side[new]) for _, old, new, _ in wins if old)
+    # Who held each generation: a release (no owner) keeps the side of the owner before it, so
+    # a partition released by one side and claimed by the other counts as moving between them.
+    moves = collections.Counter()
+    by_old = {(p, old): (new, o) for p, old, new, o in wins}
+    for p in map(str, range(PARTITIONS)):
+        etag, before, walked = None, None, 0
+        while (p, etag) in by_old:
+            etag, o = by_old[(p, etag)]
+            walked += 1
+            now = "rust" if o in rust else "python" if o else before
+            if before and now != before:
+                moves[(before, now)] += 1
+            before = now
+        # The claims of a partition form one chain from its first claim, whoever made them.
+        assert walked == sum(1 for w in wins if w[0] == p), p
     print("ownership moves (from side, to side):", dict(moves))
     assert moves[("python", "rust")] and moves[("rust", "python")], moves
 
