@@ -148,27 +148,41 @@ enum LeaseStep {
     Release,
 }
 
-#[test]
-fn a_lock_held_by_another_connection_is_waited_for_and_counted() {
-    let (_dir, path, store) =
-        file_store_with(StoreOptions::new().with_busy_timeout(Duration::from_secs(10)));
-    let mut other = rusqlite::Connection::open(&path).unwrap();
-    let tx = other
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .unwrap();
+/// Another connection takes the file's write lock (`BEGIN IMMEDIATE`, still open in the
+/// returned connection), and a claim of `partition` by `store` starts on a thread of its own;
+/// returns once the claim waits for that lock in its busy handler (holding the store's writer
+/// lock meanwhile).
+fn claim_behind_another_lock(
+    store: &SqliteCheckpointStore,
+    path: &std::path::Path,
+    partition: &'static str,
+) -> (
+    rusqlite::Connection,
+    std::thread::JoinHandle<Vec<eventhubs_checkpointstore_sqlite::Ownership>>,
+) {
+    let other = rusqlite::Connection::open(path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
     let writer = {
         let store = store.clone();
         std::thread::spawn(move || {
             store
-                .blocking_claim_ownership(&[claim("0", Some("a"), None)])
+                .blocking_claim_ownership(&[claim(partition, Some("a"), None)])
                 .unwrap()
         })
     };
-    // The claim is now waiting for `other`'s lock: its busy handler is counting.
     while store.commit_stats().busy_waits < 3 {
         std::thread::yield_now();
     }
-    tx.commit().unwrap();
+    (other, writer)
+}
+
+#[test]
+fn a_lock_held_by_another_connection_is_waited_for_and_counted() {
+    let (_dir, path, store) =
+        file_store_with(StoreOptions::new().with_busy_timeout(Duration::from_secs(10)));
+    // The claim is now waiting for `other`'s lock: its busy handler is counting.
+    let (other, writer) = claim_behind_another_lock(&store, &path, "0");
+    other.execute_batch("COMMIT").unwrap();
     assert_eq!(writer.join().unwrap().len(), 1);
     assert!(store.commit_stats().busy_waits >= 3);
 }
@@ -219,22 +233,8 @@ async fn reads_do_not_queue_behind_a_writer_of_the_same_store() {
     let manager = SqliteCheckpointLeaseManager::new(&store, host).unwrap();
     manager.create_lease_if_not_exists("1").await.unwrap();
 
-    let mut other = rusqlite::Connection::open(&path).unwrap();
-    let tx = other
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .unwrap();
-    let writer = {
-        let store = store.clone();
-        std::thread::spawn(move || {
-            store
-                .blocking_claim_ownership(&[claim("2", Some("a"), None)])
-                .unwrap()
-        })
-    };
     // The claim holds the writer lock and waits for `other` in the busy handler.
-    while store.commit_stats().busy_waits < 3 {
-        std::thread::yield_now();
-    }
+    let (other, writer) = claim_behind_another_lock(&store, &path, "2");
     let export = store.blocking_export().unwrap();
     assert_eq!(export.ownerships.len(), 2);
     assert_eq!(
@@ -263,6 +263,6 @@ async fn reads_do_not_queue_behind_a_writer_of_the_same_store() {
         "reads queued behind the writer: {stats:?}"
     );
 
-    tx.commit().unwrap();
+    other.execute_batch("COMMIT").unwrap();
     assert_eq!(writer.join().unwrap().len(), 1);
 }
