@@ -16,12 +16,15 @@ const PARTITIONS: usize = 32;
 const ROUNDS: usize = 20;
 
 /// 8 tasks steal each other's partitions with the etags of their last list, one claim call per
-/// partition; every fourth call releases instead. Returns the claims won.
-async fn steal(store: SqliteCheckpointStore, task: usize) -> usize {
+/// partition; every fourth call releases instead. Returns the claims won, or what failed.
+async fn steal(store: SqliteCheckpointStore, task: usize) -> Result<usize, String> {
     let owner = format!("task-{task}");
     let mut won = 0;
     for round in 0..ROUNDS {
-        let listed = store.list_ownerships(NS, HUB, GROUP).await.unwrap();
+        let listed = store
+            .list_ownerships(NS, HUB, GROUP)
+            .await
+            .map_err(|e| format!("task {task} round {round}: list: {e}"))?;
         for i in 0..4 {
             let p = (task * 3 + i + round * 7) % PARTITIONS;
             let etag = listed
@@ -34,10 +37,14 @@ async fn steal(store: SqliteCheckpointStore, task: usize) -> usize {
                 (!release).then_some(owner.as_str()),
                 etag.as_deref(),
             );
-            won += store.claim_ownership(&[request]).await.unwrap().len();
+            won += store
+                .claim_ownership(&[request])
+                .await
+                .map_err(|e| format!("task {task} round {round}: claim of {p}: {e}"))?
+                .len();
         }
     }
-    won
+    Ok(won)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -61,9 +68,9 @@ async fn one_process_writers_of_every_kind_never_wait_on_sqlite_locks() {
                 store
                     .update_checkpoint(checkpoint(&p.to_string(), Some("1"), Some(seq)))
                     .await
-                    .unwrap();
+                    .map_err(|e| format!("writer {w}: checkpoint {seq} of {p}: {e}"))?;
             }
-            0
+            Ok(0)
         });
     }
     // Legacy hosts acquiring, renewing and releasing leases in another group of the same file.
@@ -71,14 +78,18 @@ async fn one_process_writers_of_every_kind_never_wait_on_sqlite_locks() {
         let store = store.clone();
         tasks.spawn(async move {
             let host = HostContext::new(NS, HUB, "legacy", format!("host-{h}"));
-            let manager = SqliteCheckpointLeaseManager::new(&store, host).unwrap();
+            let manager = SqliteCheckpointLeaseManager::new(&store, host)
+                .map_err(|e| format!("host {h}: manager: {e}"))?;
             for round in 0..20 {
                 let p = ((round + h) % 8).to_string();
-                let mut lease = manager.create_lease_if_not_exists(&p).await.unwrap();
+                let mut lease = manager
+                    .create_lease_if_not_exists(&p)
+                    .await
+                    .map_err(|e| format!("host {h} round {round}: create lease {p}: {e}"))?;
                 match manager.acquire_lease(&mut lease).await {
                     Ok(()) => {}
                     Err(Error::OwnershipLost { .. }) => continue,
-                    Err(e) => panic!("acquire: {e}"),
+                    Err(e) => return Err(format!("host {h} round {round}: acquire {p}: {e}")),
                 }
                 for step in [LeaseStep::Renew, LeaseStep::Release] {
                     let result = match step {
@@ -87,51 +98,57 @@ async fn one_process_writers_of_every_kind_never_wait_on_sqlite_locks() {
                     };
                     match result {
                         Ok(()) | Err(Error::OwnershipLost { .. }) => {}
-                        Err(e) => panic!("lease write: {e}"),
+                        Err(e) => return Err(format!("host {h} round {round}: lease {p}: {e}")),
                     }
                 }
             }
-            0
+            Ok(0)
         });
     }
     // Blocking writers on their own threads: checkpoints, claims and admin deletes.
     let mut threads = Vec::new();
     for t in 0..3 {
         let store = store.clone();
-        threads.push(std::thread::spawn(move || {
+        threads.push(std::thread::spawn(move || -> Result<(), String> {
             for i in 0..60 {
                 let p = format!("blocking-{t}-{}", i % 5);
-                match i % 3 {
-                    0 => store
-                        .blocking_update_checkpoint(&checkpoint(&p, Some("7"), Some(7)))
-                        .unwrap(),
-                    1 => {
-                        store
-                            .blocking_claim_ownership(&[claim(&p, Some("b"), None)])
-                            .unwrap();
-                    }
-                    _ => {
-                        store
-                            .blocking_delete_checkpoint(NS, HUB, GROUP, &p)
-                            .unwrap();
-                    }
-                }
+                let result = match i % 3 {
+                    0 => store.blocking_update_checkpoint(&checkpoint(&p, Some("7"), Some(7))),
+                    1 => store
+                        .blocking_claim_ownership(&[claim(&p, Some("b"), None)])
+                        .map(drop),
+                    _ => store
+                        .blocking_delete_checkpoint(NS, HUB, GROUP, &p)
+                        .map(drop),
+                };
+                result.map_err(|e| format!("thread {t} step {i} on {p}: {e}"))?;
             }
+            Ok(())
         }));
     }
-    let mut won = 0;
+    // Every writer runs to its end; what failed is listed together, before the counts.
+    let (mut won, mut failed) = (0, Vec::new());
     while let Some(r) = tokio::time::timeout(Duration::from_secs(120), tasks.join_next())
         .await
         .expect("the writers must not hang")
     {
-        won += r.unwrap();
+        match r {
+            Ok(Ok(n)) => won += n,
+            Ok(Err(e)) => failed.push(e),
+            Err(e) => failed.push(format!("a task panicked: {e}")),
+        }
     }
     for t in threads {
-        t.join().unwrap();
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed.push(e),
+            Err(_) => failed.push("a blocking writer panicked".to_owned()),
+        }
     }
+    let stats = store.commit_stats();
+    assert!(failed.is_empty(), "{failed:#?}\n{stats:?}");
     assert!(won > 0, "some steals must win");
 
-    let stats = store.commit_stats();
     assert!(stats.claims > 8 * ROUNDS as u64, "{stats:?}");
     assert!(stats.writes >= 800, "{stats:?}");
     assert_eq!(
