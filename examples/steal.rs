@@ -127,6 +127,7 @@ struct Measured {
     elapsed: Duration,
     busy_waits: u64,
     lock_waits: u64,
+    gate_waits: u64,
 }
 
 enum Store {
@@ -233,6 +234,7 @@ fn run_here(args: &Args, path: &Path, process: usize, start_at: Option<u128>) ->
         let stats = s.commit_stats();
         measured.busy_waits = stats.busy_waits;
         measured.lock_waits = stats.lock_waits;
+        measured.gate_waits = stats.gate_waits;
     }
     measured
 }
@@ -305,11 +307,12 @@ fn run_children(args: &Args, path: &Path) -> Measured {
                 .collect();
             match (line.split_whitespace().next(), v.as_slice()) {
                 (Some("LAT"), [l]) => all.latencies_us.push(*l),
-                (Some("DONE"), [_, won, elapsed, busy, lock]) => {
+                (Some("DONE"), [_, won, elapsed, busy, lock, gate]) => {
                     all.won += *won as usize;
                     all.elapsed = all.elapsed.max(Duration::from_micros(*elapsed));
                     all.busy_waits += busy;
                     all.lock_waits += lock;
+                    all.gate_waits += gate;
                 }
                 _ => fail(format!("a child said: {line}")),
             }
@@ -342,12 +345,13 @@ fn main() {
             out.push_str(&format!("LAT {l}\n"));
         }
         out.push_str(&format!(
-            "DONE {} {} {} {} {}\n",
+            "DONE {} {} {} {} {} {}\n",
             m.latencies_us.len(),
             m.won,
             m.elapsed.as_micros(),
             m.busy_waits,
-            m.lock_waits
+            m.lock_waits,
+            m.gate_waits
         ));
         let _ = std::io::stdout().write_all(out.as_bytes());
         return;
@@ -402,8 +406,8 @@ fn main() {
     ));
     if !args.plain {
         out.push_str(&format!(
-            "busy waits {}  in-process lock waits {}\n",
-            m.busy_waits, m.lock_waits
+            "busy waits {}  in-process lock waits {}  cross-process gate waits {}\n",
+            m.busy_waits, m.lock_waits, m.gate_waits
         ));
     }
     let _ = std::io::stdout().write_all(out.as_bytes());

@@ -122,13 +122,34 @@ static HELD: Mutex<Vec<(Identity, Weak<File>)>> = Mutex::new(Vec::new());
 /// descriptor beside a live connection.
 #[derive(Debug)]
 pub(crate) struct Held {
-    _file: Arc<File>,
+    file: Arc<File>,
+    identity: Identity,
+    writable: bool,
+}
+
+impl Held {
+    /// The descriptor (the cross-process gate locks it: `store::gate`).
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// The file it is a descriptor of.
+    pub(crate) fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    /// Opened for writing as well (never written through: the cross-process gate's lock is a
+    /// write lock, which needs it).
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
+    }
 }
 
 /// Holds the file that the gate let through as `identity` at `path`: the descriptor another
 /// store of this process holds of it, or a new one, opened non-blocking and checked (with
-/// `fstat`) to be that same regular file.
-pub(crate) fn hold(path: &Path, identity: Identity) -> Result<Held> {
+/// `fstat`) to be that same regular file. For a store that writes (`writable`), a new one is
+/// opened for writing too if the file allows it.
+pub(crate) fn hold(path: &Path, identity: Identity, writable: bool) -> Result<Held> {
     let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
     held.retain(|(_, file)| file.strong_count() > 0);
     if let Some(file) = held
@@ -136,9 +157,20 @@ pub(crate) fn hold(path: &Path, identity: Identity) -> Result<Held> {
         .find(|(id, _)| *id == identity)
         .and_then(|(_, file)| file.upgrade())
     {
-        return Ok(Held { _file: file });
+        let writable = opened_for_writing(&file);
+        return Ok(Held {
+            file,
+            identity,
+            writable,
+        });
     }
-    let file = open_read_only(path).map_err(io)?;
+    let file = if writable {
+        open_for_writing(path).or_else(|_| open_read_only(path))
+    } else {
+        open_read_only(path)
+    }
+    .map_err(io)?;
+    let writable = opened_for_writing(&file);
     let meta = file.metadata().map_err(io)?;
     refuse_unless_regular(&meta)?;
     if Identity::of(&meta) != identity {
@@ -149,7 +181,11 @@ pub(crate) fn hold(path: &Path, identity: Identity) -> Result<Held> {
     }
     let file = Arc::new(file);
     held.push((identity, Arc::downgrade(&file)));
-    Ok(Held { _file: file })
+    Ok(Held {
+        file,
+        identity,
+        writable,
+    })
 }
 
 /// Opens `path` for reading without blocking (a FIFO put there since the gate) and without
@@ -164,6 +200,36 @@ fn open_read_only(path: &Path) -> std::io::Result<File> {
     #[cfg(not(unix))]
     {
         File::open(path)
+    }
+}
+
+/// Like [`open_read_only`], for reading and writing.
+fn open_for_writing(path: &Path) -> std::io::Result<File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{open, Mode, OFlags};
+        let flags = OFlags::RDWR | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        Ok(File::from(open(path, flags, Mode::empty())?))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+    }
+}
+
+fn opened_for_writing(file: &File) -> bool {
+    #[cfg(unix)]
+    {
+        rustix::fs::fcntl_getfl(file)
+            .is_ok_and(|f| f & rustix::fs::OFlags::ACCMODE == rustix::fs::OFlags::RDWR)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        false
     }
 }
 

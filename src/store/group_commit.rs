@@ -161,6 +161,11 @@ pub struct CommitStats {
     pub busy_waits: u64,
     /// Times a writer of this store queued in process behind another writer of this store.
     pub lock_waits: u64,
+    /// Times a writer of this store waited for a writer of another process (or of another store
+    /// of this process on the same file) in the cross-process queue before its transaction. On
+    /// Linux, on a local file system, writers of this crate queue there rather than on SQLite's
+    /// lock; elsewhere they meet in the busy handler (`busy_waits`).
+    pub gate_waits: u64,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -176,6 +181,7 @@ impl GroupCommit {
             commits: self.commits.load(Ordering::Relaxed),
             claims: self.claims.load(Ordering::Relaxed),
             busy_waits: counters.busy_waits.load(Ordering::Relaxed),
+            gate_waits: counters.gate_waits.load(Ordering::Relaxed),
             lock_waits: counters.lock_waits.load(Ordering::Relaxed),
         }
     }

@@ -4,6 +4,7 @@
 pub(crate) mod group_commit;
 
 pub use group_commit::CommitStats;
+pub(crate) mod gate;
 pub(crate) mod ops;
 pub(crate) mod wait;
 
@@ -170,7 +171,7 @@ impl SqliteCheckpointStore {
     fn open_file(path: &Path, options: StoreOptions) -> Result<Self> {
         let gated = files::gate(path, Some(options.file_mode()))?;
         let real = gated.real;
-        let held = files::hold(&real, gated.identity)?;
+        let held = files::hold(&real, gated.identity, true)?;
         let wal_at_open = wal_size(&real);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         // Openers that start together on a new file meet SQLite locks that do not wait for the
@@ -190,6 +191,7 @@ impl SqliteCheckpointStore {
             }
         }
         let pool = Self::pool(&real, flags, &options)?;
+        let gate = gate::Gate::of(&held);
         Ok(SqliteCheckpointStore {
             inner: Arc::new(Inner {
                 pool,
@@ -202,7 +204,7 @@ impl SqliteCheckpointStore {
                 }),
                 options,
                 group: Default::default(),
-                writer: Default::default(),
+                writer: wait::WriterLock::with_gate(gate),
                 counters: Default::default(),
                 _keeper: None,
             }),
@@ -272,7 +274,7 @@ impl SqliteCheckpointStore {
     fn open_file_read_only(path: &Path, options: StoreOptions) -> Result<Self> {
         let gated = files::gate(path, None)?;
         let real = gated.real;
-        let held = files::hold(&real, gated.identity)?;
+        let held = files::hold(&real, gated.identity, false)?;
         let wal_at_open = wal_size(&real);
         schema::check_header(&real)?;
         let dir = real.parent().unwrap_or(Path::new("/"));

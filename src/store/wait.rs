@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::gate::{Gate, GateGuard};
 use crate::error::{Error, Result};
 
 /// The first sleep of the busy handler. Linux adds its timer slack (50 µs) to every sleep.
@@ -66,6 +67,8 @@ pub(crate) struct Counters {
     pub busy_waits: AtomicU64,
     /// Times a writer of this store queued behind another writer of this store.
     pub lock_waits: AtomicU64,
+    /// Times a writer of this store waited at the file's cross-process gate.
+    pub gate_waits: AtomicU64,
     /// When a connection of this store last met a SQLite lock: nanoseconds after [`epoch`],
     /// plus one (0: never).
     pub last_busy: AtomicU64,
@@ -97,15 +100,17 @@ struct LockState {
     next_ticket: u64,
 }
 
-/// The in-process write lock of one store: first come, first served, with a deadline.
+/// The in-process write lock of one store: first come, first served, with a deadline. Its
+/// holder then takes the file's cross-process [`Gate`] (if the file has one).
 #[derive(Debug, Default)]
 pub(crate) struct WriterLock {
     state: Mutex<LockState>,
     released: Condvar,
+    gate: Option<Arc<Gate>>,
 }
 
-/// Holds the [`WriterLock`] until dropped.
-pub(crate) struct WriterGuard<'a>(&'a WriterLock);
+/// Holds the [`WriterLock`] (and the gate) until dropped.
+pub(crate) struct WriterGuard<'a>(&'a WriterLock, Option<GateGuard<'a>>);
 
 impl WriterLock {
     fn lock_state(&self) -> MutexGuard<'_, LockState> {
@@ -113,12 +118,42 @@ impl WriterLock {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes the lock, waiting in turn until `deadline`; `None` if it is still held then.
-    fn acquire(&self, deadline: Instant, counters: &Counters) -> Option<WriterGuard<'_>> {
+    /// A writer lock whose holders also take `gate`.
+    pub(crate) fn with_gate(gate: Option<Arc<Gate>>) -> WriterLock {
+        WriterLock {
+            gate,
+            ..WriterLock::default()
+        }
+    }
+
+    /// Takes the lock and then the gate, waiting in turn until `deadline`; what was still
+    /// held then if either was.
+    fn acquire(&self, deadline: Instant, counters: &Counters) -> Result<WriterGuard<'_>, Held> {
+        let guard = self
+            .acquire_here(deadline, counters)
+            .ok_or(Held::HereLock)?;
+        match &self.gate {
+            None => Ok(guard),
+            Some(gate) => {
+                let entered = gate.enter(deadline, || {
+                    counters.gate_waits.fetch_add(1, Ordering::Relaxed);
+                    counters.note_busy();
+                });
+                match entered {
+                    Some(g) => Ok(WriterGuard(self, g)),
+                    None => Err(Held::Gate),
+                }
+            }
+        }
+    }
+
+    /// Takes the in-process lock, waiting in turn until `deadline`; `None` if it is still
+    /// held then.
+    fn acquire_here(&self, deadline: Instant, counters: &Counters) -> Option<WriterGuard<'_>> {
         let mut state = self.lock_state();
         if !state.held && state.queue.is_empty() {
             state.held = true;
-            return Some(WriterGuard(self));
+            return Some(WriterGuard(self, None));
         }
         counters.lock_waits.fetch_add(1, Ordering::Relaxed);
         let ticket = state.next_ticket;
@@ -128,7 +163,7 @@ impl WriterLock {
             if !state.held && state.queue.front() == Some(&ticket) {
                 state.queue.pop_front();
                 state.held = true;
-                return Some(WriterGuard(self));
+                return Some(WriterGuard(self, None));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -147,8 +182,17 @@ impl WriterLock {
     }
 }
 
+/// Which lock a writer could not take by its deadline.
+#[derive(Debug)]
+enum Held {
+    HereLock,
+    Gate,
+}
+
 impl Drop for WriterGuard<'_> {
     fn drop(&mut self) {
+        // The gate first: a writer of another process may go while this one wakes its own.
+        drop(self.1.take());
         let mut state = self.0.lock_state();
         state.held = false;
         let waiting = !state.queue.is_empty();
@@ -197,19 +241,28 @@ pub(crate) fn scope<T>(
             .as_ref()
             .is_some_and(|s| s.holds.is_some() && s.holds == address)
     });
-    let _guard =
-        match lock {
-            Some(lock) if !held_here => Some(lock.acquire(deadline, counters).ok_or_else(
-                || Error::Busy {
-                    path: None,
-                    timeout: Some(timeout),
-                    source: crate::error::message(
-                        "another writer of this store held the write lock past the busy timeout",
-                    ),
-                },
-            )?),
-            _ => None,
-        };
+    let _guard = match lock {
+        Some(lock) if !held_here => {
+            Some(
+                lock.acquire(deadline, counters)
+                    .map_err(|held| Error::Busy {
+                        path: None,
+                        timeout: Some(timeout),
+                        source: crate::error::message(match held {
+                            Held::HereLock => {
+                                "another writer of this store held the write lock past the busy \
+                             timeout"
+                            }
+                            Held::Gate => {
+                                "a writer of another process held the write lock past the busy \
+                             timeout"
+                            }
+                        }),
+                    })?,
+            )
+        }
+        _ => None,
+    };
     let previous = SCOPE.with(|s| {
         s.borrow_mut().replace(Scope {
             deadline,
@@ -311,17 +364,17 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let order = Arc::new(Mutex::new(Vec::new()));
         let first = lock.acquire(far(), &counters);
-        assert!(first.is_some());
+        assert!(first.is_ok());
         // Held: a waiter with a short deadline gives up, and leaves the queue.
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(lock.acquire(soon, &counters).is_none());
+        assert!(matches!(lock.acquire(soon, &counters), Err(Held::HereLock)));
         assert!(lock.lock_state().queue.is_empty());
         let mut threads = Vec::new();
         for i in 0..4 {
             let (waiter, counters, order) = (lock.clone(), counters.clone(), order.clone());
             threads.push(std::thread::spawn(move || {
                 let guard = waiter.acquire(far(), &counters);
-                assert!(guard.is_some());
+                assert!(guard.is_ok());
                 order.lock().unwrap_or_else(|e| e.into_inner()).push(i);
             }));
             // Let each one queue before the next.

@@ -35,6 +35,7 @@ mod disk_full;
 mod eph_import;
 mod eph_scan;
 mod export_import;
+mod gate;
 mod group_commit;
 mod hostile_input;
 mod hostile_paths;
