@@ -346,10 +346,19 @@ impl SqliteCheckpointStore {
         // Every connection is opened here, and none is ever reaped (no idle timeout, no
         // maximum lifetime) or replaced (SQLite connections never report broken). So no r2d2
         // background work is scheduled after `open`, and dropping the last store handle closes
-        // the file promptly. (r2d2 opens connections on its worker threads; the last of those
-        // jobs may still hold the pool for a moment after `open` returns, so a store dropped
-        // at once may close its file a moment later.)
-        Ok(Pool::builder()
+        // the file at once. r2d2 opens the connections on its worker thread, and each job holds
+        // the pool until it returns, a moment after `build` has seen its connection: a store
+        // dropped in that moment closed its file late, after its caller had gone on to read or
+        // change the file (seen on tmpfs). So the pool gets one worker, and a last job queued
+        // behind the others tells when they have all returned.
+        let workers = Arc::new(
+            scheduled_thread_pool::ScheduledThreadPool::builder()
+                .num_threads(1)
+                .thread_name_pattern("eh-checkpoint-open-{}")
+                .build(),
+        );
+        let pool = Pool::builder()
+            .thread_pool(Arc::clone(&workers))
             .max_size(options.pool_size())
             .min_idle(Some(options.pool_size()))
             .idle_timeout(None)
@@ -360,7 +369,14 @@ impl SqliteCheckpointStore {
             // (`Inner::checkout`).
             .connection_timeout(busy.max(OPEN_TIMEOUT))
             .test_on_check_out(false)
-            .build(manager)?)
+            .build(manager)?;
+        let (done, opened) = std::sync::mpsc::channel();
+        workers.execute(move || {
+            let _ = done.send(());
+        });
+        // A worker that cannot run it drops the job, and so the sender: `recv` returns then too.
+        let _ = opened.recv();
+        Ok(pool)
     }
 
     /// The database file, or `None` for an in-memory store.

@@ -90,6 +90,11 @@ fn seeded() -> (tempfile::TempDir, PathBuf) {
         .unwrap();
     s.blocking_update_checkpoint(&checkpoint("1", Some("2000"), Some(20)))
         .unwrap();
+    // Closed for good before a test reads or damages the file: a pool still held by an r2d2
+    // worker closes a moment later, and its checkpoint of the WAL would change the file then
+    // (seen on tmpfs: "[\"ownership\", \"list\"] changed the file").
+    drop(s);
+    wait_closed(&db);
     (dir, db)
 }
 
