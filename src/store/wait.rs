@@ -1,10 +1,14 @@
-//! Waiting for the write lock, in two places.
+//! Waiting for the write lock, in three places.
 //!
 //! - **In this process**, writers of one store queue on the store's [`WriterLock`], first come
 //!   first served, before they begin a transaction: they never meet `SQLITE_BUSY` from each
 //!   other. Every operation takes it unless it only reads (see `Inner::run`); the group commit
 //!   takes it for each batch (claims and checkpoint writes).
-//! - **Across processes**, a connection that meets another process's lock waits in
+//! - **Between processes**, the holder of the writer lock then takes the file's [`Gate`]
+//!   (`gate.rs`, Linux, local file systems), where writers of this crate in other processes
+//!   queue too.
+//! - **On SQLite's lock**, held by a writer that takes no gate (another program, or anyone where
+//!   there is no gate), a connection waits in
 //!   [`on_busy`], the busy handler of every pooled connection. SQLite's own handler sleeps in
 //!   steps of 1, 2, 5, 10 … 100 ms, which is long for transactions that take tens of
 //!   microseconds; this one polls every [`FIRST_SLEEP`] for [`FINE_POLLS`] times, then doubles
