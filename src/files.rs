@@ -165,9 +165,9 @@ pub(crate) fn hold(path: &Path, identity: Identity, writable: bool) -> Result<He
         });
     }
     let file = if writable {
-        open_for_writing(path).or_else(|_| open_read_only(path))
+        open_descriptor(path, true).or_else(|_| open_descriptor(path, false))
     } else {
-        open_read_only(path)
+        open_descriptor(path, false)
     }
     .map_err(io)?;
     let writable = opened_for_writing(&file);
@@ -188,34 +188,21 @@ pub(crate) fn hold(path: &Path, identity: Identity, writable: bool) -> Result<He
     })
 }
 
-/// Opens `path` for reading without blocking (a FIFO put there since the gate) and without
-/// making it the controlling terminal (a terminal device).
-fn open_read_only(path: &Path) -> std::io::Result<File> {
+/// Opens `path` for reading (and writing, with `write`) without blocking (a FIFO put there
+/// since the gate) and without making it the controlling terminal (a terminal device).
+fn open_descriptor(path: &Path, write: bool) -> std::io::Result<File> {
     #[cfg(unix)]
     {
         use rustix::fs::{open, Mode, OFlags};
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        Ok(File::from(open(path, flags, Mode::empty())?))
-    }
-    #[cfg(not(unix))]
-    {
-        File::open(path)
-    }
-}
-
-/// Like [`open_read_only`], for reading and writing.
-fn open_for_writing(path: &Path) -> std::io::Result<File> {
-    #[cfg(unix)]
-    {
-        use rustix::fs::{open, Mode, OFlags};
-        let flags = OFlags::RDWR | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let access = if write { OFlags::RDWR } else { OFlags::RDONLY };
+        let flags = access | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         Ok(File::from(open(path, flags, Mode::empty())?))
     }
     #[cfg(not(unix))]
     {
         std::fs::OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(write)
             .open(path)
     }
 }
@@ -246,7 +233,7 @@ pub(crate) fn read_start(path: &Path, len: usize) -> std::io::Result<(Vec<u8>, u
     };
     match shared {
         Some(file) => read_at_start(&file, len),
-        None => read_at_start(&open_read_only(path)?, len),
+        None => read_at_start(&open_descriptor(path, false)?, len),
     }
 }
 
