@@ -533,9 +533,9 @@ impl SqliteCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> Result<Vec<Ownership>> {
-        self.with_read_conn(|_, c| {
-            ops::list_ownerships(c, fully_qualified_namespace, event_hub_name, consumer_group)
-        })
+        let names = (fully_qualified_namespace, event_hub_name, consumer_group);
+        let list = self.with_read_conn(|_, c| ops::list_ownerships(c, names))?;
+        Ok(list.ownerships(fully_qualified_namespace, event_hub_name, consumer_group))
     }
 
     /// [`CheckpointStore::list_checkpoints`] on the calling thread.
@@ -548,9 +548,9 @@ impl SqliteCheckpointStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> Result<Vec<Checkpoint>> {
-        self.with_read_conn(|_, c| {
-            ops::list_checkpoints(c, fully_qualified_namespace, event_hub_name, consumer_group)
-        })
+        let names = (fully_qualified_namespace, event_hub_name, consumer_group);
+        let list = self.with_read_conn(|_, c| ops::list_checkpoints(c, names))?;
+        Ok(list.checkpoints(fully_qualified_namespace, event_hub_name, consumer_group))
     }
 
     /// [`CheckpointStore::update_checkpoint`] on the calling thread.
@@ -728,8 +728,10 @@ impl CheckpointStore for SqliteCheckpointStore {
         consumer_group: &str,
     ) -> Result<Vec<Ownership>> {
         let (ns, hub, group) = owned(fully_qualified_namespace, event_hub_name, consumer_group);
-        self.interact_read(move |_, c| ops::list_ownerships(c, &ns, &hub, &group))
-            .await
+        let list = self.interact_read(move |_, c| ops::list_ownerships(c, (&ns, &hub, &group)));
+        Ok(list
+            .await?
+            .ownerships(fully_qualified_namespace, event_hub_name, consumer_group))
     }
 
     async fn list_checkpoints(
@@ -739,8 +741,10 @@ impl CheckpointStore for SqliteCheckpointStore {
         consumer_group: &str,
     ) -> Result<Vec<Checkpoint>> {
         let (ns, hub, group) = owned(fully_qualified_namespace, event_hub_name, consumer_group);
-        self.interact_read(move |_, c| ops::list_checkpoints(c, &ns, &hub, &group))
-            .await
+        let list = self.interact_read(move |_, c| ops::list_checkpoints(c, (&ns, &hub, &group)));
+        Ok(list
+            .await?
+            .checkpoints(fully_qualified_namespace, event_hub_name, consumer_group))
     }
 
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> Result<()> {

@@ -304,72 +304,167 @@ const LIST_OWNERSHIPS: &str = "\
     SELECT partition_id, owner_id, etag, last_modified FROM ownership \
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3";
 
+/// The rows of a list, in partition order, with every text column copied into one buffer.
+/// A list is read on a worker thread and its model (ours or the official one, a string per
+/// field) built from this on the caller's thread, which also frees it: built on the worker, a
+/// list of 1024 spent about a fifth of its time in `malloc`/`free` of strings allocated on
+/// one thread and freed on another (perf, BENCHMARKS.md), which plain rusqlite on one thread
+/// does not pay.
+pub(crate) struct Packed<R> {
+    text: String,
+    rows: Vec<R>,
+    /// The rows' indexes in partition order.
+    order: Vec<u32>,
+}
+
+/// Where a text lies in its [`Packed`] buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct Span(u32, u32);
+
+impl<R> Packed<R> {
+    fn new() -> Self {
+        Packed {
+            text: String::new(),
+            rows: Vec::new(),
+            order: Vec::new(),
+        }
+    }
+
+    /// Copies `s` into the buffer.
+    fn push(&mut self, s: &str) -> Result<Span> {
+        let start = self.text.len();
+        self.text.push_str(s);
+        match (u32::try_from(start), u32::try_from(self.text.len())) {
+            (Ok(start), Ok(end)) => Ok(Span(start, end)),
+            _ => Err(Error::internal("a list of more than 4 GiB of text")),
+        }
+    }
+
+    fn str(&self, span: Span) -> &str {
+        &self.text[span.0 as usize..span.1 as usize]
+    }
+
+    fn add(&mut self, row: R) -> Result<()> {
+        if self.rows.len() >= u32::MAX as usize {
+            return Err(Error::internal("a list of more than 2^32 rows"));
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// Orders the rows by `model::partition_order` of their `id`: numeric ids by value (ties by
+    /// text), then the others by text. Each id is parsed once, and only indexes move (rows come
+    /// out of the primary key in text order, "10" before "2").
+    fn sort(mut self, id: impl Fn(&R) -> Span) -> Self {
+        let mut numeric: Vec<(u128, u32)> = Vec::with_capacity(self.rows.len());
+        let mut other: Vec<u32> = Vec::new();
+        for (i, r) in (0u32..).zip(&self.rows) {
+            match numeric_id(self.str(id(r))) {
+                Some(n) => numeric.push((n, i)),
+                None => other.push(i),
+            }
+        }
+        let text_of = |i: u32| self.str(id(&self.rows[i as usize]));
+        numeric
+            .sort_unstable_by(|(x, a), (y, b)| x.cmp(y).then_with(|| text_of(*a).cmp(text_of(*b))));
+        other.sort_unstable_by(|a, b| text_of(*a).cmp(text_of(*b)));
+        let mut order: Vec<u32> = numeric.into_iter().map(|(_, i)| i).collect();
+        order.extend(other);
+        self.order = order;
+        self
+    }
+
+    /// The rows in partition order.
+    fn ordered(&self) -> impl Iterator<Item = &R> {
+        self.order.iter().map(|&i| &self.rows[i as usize])
+    }
+}
+
+/// A text column of a listed row (not NULL).
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str> {
+    let value = row.get_ref(i)?;
+    Ok(value
+        .as_str()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), e.into()))?)
+}
+
+/// A text column of a listed row that may be NULL.
+fn text_or_null<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>> {
+    let value = row.get_ref(i)?;
+    Ok(value
+        .as_str_or_null()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), e.into()))?)
+}
+
+/// An ownership row in its [`Packed`] list.
+pub(crate) struct PackedOwnership {
+    partition_id: Span,
+    owner_id: Option<Span>,
+    etag: Span,
+    last_modified: OffsetDateTime,
+}
+
 /// One listed ownership row, for the caller to map into the model it returns.
-pub(crate) struct OwnershipRow {
-    pub partition_id: String,
-    pub owner_id: Option<String>,
-    pub etag: String,
+pub(crate) struct OwnershipRow<'a> {
+    pub partition_id: &'a str,
+    pub owner_id: Option<&'a str>,
+    pub etag: &'a str,
     pub last_modified: OffsetDateTime,
 }
 
-/// The ownerships of one (namespace, hub, group), spelled as the caller spelled the names, in
-/// partition order.
-pub(crate) fn list_ownerships(
-    conn: &Connection,
-    namespace: &str,
-    event_hub: &str,
-    consumer_group: &str,
-) -> Result<Vec<Ownership>> {
-    let names = (namespace, event_hub, consumer_group);
-    list_ownerships_as(conn, names, |r| Ownership {
-        fully_qualified_namespace: namespace.to_owned(),
-        event_hub_name: event_hub.to_owned(),
-        consumer_group: consumer_group.to_owned(),
-        partition_id: r.partition_id,
-        owner_id: r.owner_id,
-        etag: Some(r.etag),
-        last_modified_time: Some(r.last_modified),
-    })
+impl Packed<PackedOwnership> {
+    /// The rows, each mapped by `make`.
+    pub(crate) fn map<T>(&self, mut make: impl FnMut(OwnershipRow<'_>) -> T) -> Vec<T> {
+        let rows = self.ordered().map(|r| OwnershipRow {
+            partition_id: self.str(r.partition_id),
+            owner_id: r.owner_id.map(|o| self.str(o)),
+            etag: self.str(r.etag),
+            last_modified: r.last_modified,
+        });
+        rows.map(&mut make).collect()
+    }
+
+    /// Our model, with the names spelled as the caller spelled them.
+    pub(crate) fn ownerships(
+        &self,
+        namespace: &str,
+        event_hub: &str,
+        consumer_group: &str,
+    ) -> Vec<Ownership> {
+        self.map(|r| Ownership {
+            fully_qualified_namespace: namespace.to_owned(),
+            event_hub_name: event_hub.to_owned(),
+            consumer_group: consumer_group.to_owned(),
+            partition_id: r.partition_id.to_owned(),
+            owner_id: r.owner_id.map(ToOwned::to_owned),
+            etag: Some(r.etag.to_owned()),
+            last_modified_time: Some(r.last_modified),
+        })
+    }
 }
 
-/// The ownership rows of one (namespace, hub, group), each mapped by `make` as it is read, in
-/// partition order. `T` is our model or the official one, so that neither is converted into
-/// the other afterwards.
-pub(crate) fn list_ownerships_as<T: Listed>(
+/// The ownerships of one (namespace, hub, group), in partition order.
+pub(crate) fn list_ownerships(
     conn: &Connection,
     (namespace, event_hub, consumer_group): (&str, &str, &str),
-    mut make: impl FnMut(OwnershipRow) -> T,
-) -> Result<Vec<T>> {
+) -> Result<Packed<PackedOwnership>> {
     let g = GroupKey::new(namespace, event_hub, consumer_group)?;
     let mut stmt = conn.prepare_cached(LIST_OWNERSHIPS)?;
     let mut rows = stmt.query(params![g.namespace, g.event_hub, g.consumer_group])?;
-    let mut out = Vec::new();
+    let mut out = Packed::new();
     while let Some(r) = rows.next()? {
-        out.push(make(OwnershipRow {
-            partition_id: r.get(0)?,
-            owner_id: r.get(1)?,
-            etag: r.get(2)?,
-            last_modified: from_nanos(r.get(3)?)?,
-        }));
+        let partition_id = out.push(text(r, 0)?)?;
+        let owner_id = text_or_null(r, 1)?.map(|o| out.push(o)).transpose()?;
+        let etag = out.push(text(r, 2)?)?;
+        let last_modified = from_nanos(r.get(3)?)?;
+        out.add(PackedOwnership {
+            partition_id,
+            owner_id,
+            etag,
+            last_modified,
+        })?;
     }
-    Ok(in_partition_order(out))
-}
-
-/// Something listed per partition.
-pub(crate) trait Listed {
-    fn partition_id(&self) -> &str;
-}
-
-impl Listed for Ownership {
-    fn partition_id(&self) -> &str {
-        &self.partition_id
-    }
-}
-
-impl Listed for Checkpoint {
-    fn partition_id(&self) -> &str {
-        &self.partition_id
-    }
+    Ok(out.sort(|r| r.partition_id))
 }
 
 /// A partition id's numeric value, if it is all ASCII digits (see `model::partition_order`).
@@ -381,74 +476,74 @@ fn numeric_id(id: &str) -> Option<u128> {
     }
 }
 
-/// Sorts `items` in `model::partition_order`, parsing each id once instead of at every
-/// comparison. Rows come out of the primary key in text order ("10" before "2").
-pub(crate) fn in_partition_order<T: Listed>(items: Vec<T>) -> Vec<T> {
-    use std::cmp::Ordering;
-    let mut keyed: Vec<(Option<u128>, T)> = items
-        .into_iter()
-        .map(|t| (numeric_id(t.partition_id()), t))
-        .collect();
-    keyed.sort_unstable_by(|(x, a), (y, b)| match (x, y) {
-        (Some(x), Some(y)) => x
-            .cmp(y)
-            .then_with(|| a.partition_id().cmp(b.partition_id())),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => a.partition_id().cmp(b.partition_id()),
-    });
-    keyed.into_iter().map(|(_, t)| t).collect()
-}
-
 const LIST_CHECKPOINTS: &str = "\
     SELECT partition_id, event_offset, sequence_number FROM checkpoint \
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 \
       AND (event_offset IS NOT NULL OR sequence_number IS NOT NULL)";
 
+/// A checkpoint row in its [`Packed`] list.
+pub(crate) struct PackedCheckpoint {
+    partition_id: Span,
+    offset: Option<Span>,
+    sequence_number: Option<i64>,
+}
+
 /// One listed checkpoint row.
-pub(crate) struct CheckpointRow {
-    pub partition_id: String,
-    pub offset: Option<String>,
+pub(crate) struct CheckpointRow<'a> {
+    pub partition_id: &'a str,
+    pub offset: Option<&'a str>,
     pub sequence_number: Option<i64>,
+}
+
+impl Packed<PackedCheckpoint> {
+    /// The rows, each mapped by `make`.
+    pub(crate) fn map<T>(&self, mut make: impl FnMut(CheckpointRow<'_>) -> T) -> Vec<T> {
+        let rows = self.ordered().map(|r| CheckpointRow {
+            partition_id: self.str(r.partition_id),
+            offset: r.offset.map(|o| self.str(o)),
+            sequence_number: r.sequence_number,
+        });
+        rows.map(&mut make).collect()
+    }
+
+    /// Our model, with the names spelled as the caller spelled them.
+    pub(crate) fn checkpoints(
+        &self,
+        namespace: &str,
+        event_hub: &str,
+        consumer_group: &str,
+    ) -> Vec<Checkpoint> {
+        self.map(|r| Checkpoint {
+            fully_qualified_namespace: namespace.to_owned(),
+            event_hub_name: event_hub.to_owned(),
+            consumer_group: consumer_group.to_owned(),
+            partition_id: r.partition_id.to_owned(),
+            offset: r.offset.map(ToOwned::to_owned),
+            sequence_number: r.sequence_number,
+        })
+    }
 }
 
 /// The checkpoints of one (namespace, hub, group) in partition order. Legacy StartOfStream
 /// placeholders (rows with no position) are not positions and are left out.
 pub(crate) fn list_checkpoints(
     conn: &Connection,
-    namespace: &str,
-    event_hub: &str,
-    consumer_group: &str,
-) -> Result<Vec<Checkpoint>> {
-    let names = (namespace, event_hub, consumer_group);
-    list_checkpoints_as(conn, names, |r| Checkpoint {
-        fully_qualified_namespace: namespace.to_owned(),
-        event_hub_name: event_hub.to_owned(),
-        consumer_group: consumer_group.to_owned(),
-        partition_id: r.partition_id,
-        offset: r.offset,
-        sequence_number: r.sequence_number,
-    })
-}
-
-/// [`list_checkpoints`], each row mapped by `make` as it is read.
-pub(crate) fn list_checkpoints_as<T: Listed>(
-    conn: &Connection,
     (namespace, event_hub, consumer_group): (&str, &str, &str),
-    mut make: impl FnMut(CheckpointRow) -> T,
-) -> Result<Vec<T>> {
+) -> Result<Packed<PackedCheckpoint>> {
     let g = GroupKey::new(namespace, event_hub, consumer_group)?;
     let mut stmt = conn.prepare_cached(LIST_CHECKPOINTS)?;
     let mut rows = stmt.query(params![g.namespace, g.event_hub, g.consumer_group])?;
-    let mut out = Vec::new();
+    let mut out = Packed::new();
     while let Some(r) = rows.next()? {
-        out.push(make(CheckpointRow {
-            partition_id: r.get(0)?,
-            offset: r.get(1)?,
+        let partition_id = out.push(text(r, 0)?)?;
+        let offset = text_or_null(r, 1)?.map(|o| out.push(o)).transpose()?;
+        out.add(PackedCheckpoint {
+            partition_id,
+            offset,
             sequence_number: r.get(2)?,
-        }));
+        })?;
     }
-    Ok(in_partition_order(out))
+    Ok(out.sort(|r| r.partition_id))
 }
 
 const UPSERT_CHECKPOINT: &str = "\
@@ -642,16 +737,8 @@ pub(crate) fn validate_fence(
 mod tests {
     use super::*;
 
-    struct Id(String);
-
-    impl Listed for Id {
-        fn partition_id(&self) -> &str {
-            &self.0
-        }
-    }
-
     #[test]
-    fn the_keyed_sort_is_the_partition_order() {
+    fn the_keyed_sort_is_the_partition_order() -> Result<()> {
         let ids = [
             "10",
             "2",
@@ -673,8 +760,14 @@ mod tests {
         ];
         let mut expected: Vec<&str> = ids.to_vec();
         expected.sort_by(|a, b| model::partition_order(a, b));
-        let sorted = in_partition_order(ids.iter().map(|s| Id(s.to_string())).collect());
-        let sorted: Vec<&str> = sorted.iter().map(|i| i.0.as_str()).collect();
+        let mut packed = Packed::new();
+        for id in ids {
+            let span = packed.push(id)?;
+            packed.add(span)?;
+        }
+        let packed = packed.sort(|s| *s);
+        let sorted: Vec<&str> = packed.ordered().map(|r| packed.str(*r)).collect();
         assert_eq!(sorted, expected);
+        Ok(())
     }
 }
