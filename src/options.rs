@@ -144,7 +144,10 @@ impl StoreOptions {
     /// and a caller's task waiting for its answer (yielding to the runtime, never blocking
     /// it). Waking a sleeping thread costs tens of microseconds on a virtual machine, as much
     /// as a whole write with [`Durability::Normal`], so a writer in a loop is about 4× faster
-    /// with the default; it pays with CPU time, at most this long per call. `Duration::ZERO`
+    /// with the default; it pays with CPU time, at most this long per call. Nothing waits
+    /// awake while the store's recent commits took more than half of it (a durable commit
+    /// waiting for an fsync gains nothing, and the spinning takes a core from the threads
+    /// doing the work), or while another process holds the file's lock. `Duration::ZERO`
     /// always sleeps. The blocking API does not use it. Default: 250 µs.
     pub fn with_spin_wait(mut self, spin_wait: Duration) -> Self {
         self.spin_wait = spin_wait;

@@ -262,10 +262,11 @@ async fn submit_job(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
         Job::Claims(claims) => claims.len() <= SHORT_CLAIM,
     };
     let (_, must_lead) = inner.group.enqueue(job, Reply::Async(tx));
-    let answer = if must_lead && short && !inner.counters.contended() {
+    let spin = inner.counters.spin(inner.options.spin_wait());
+    let answer = if must_lead && short && !spin.is_zero() {
         start_committer(inner);
         // Alone in the queue, this write is committed at once: wait for it awake.
-        wait_awake(rx, inner.options.spin_wait()).await
+        wait_awake(rx, spin).await
     } else {
         if must_lead {
             start_committer(inner);
@@ -375,8 +376,8 @@ fn start_committer(inner: &Arc<Inner>) {
 }
 
 /// The committer thread: leads whenever a writer hands it the queue, until the store is
-/// dropped. It holds the store only while it commits. It spins after its queue empties unless
-/// the store is contended by another process (whose commits would then be slowed by it).
+/// dropped. It holds the store only while it commits. It spins after its queue empties while
+/// spinning pays (`Counters::spin`: commits short, no other process contending).
 fn run_committer(signal: &Signal, store: &Weak<Inner>, counters: &wait::Counters, spin: Duration) {
     loop {
         if signal.work.swap(false, Ordering::Acquire) {
@@ -388,11 +389,7 @@ fn run_committer(signal: &Signal, store: &Weak<Inner>, counters: &wait::Counters
         if signal.closed.load(Ordering::Acquire) {
             return;
         }
-        let spin = if counters.contended() {
-            Duration::ZERO
-        } else {
-            spin
-        };
+        let spin = counters.spin(spin);
         let deadline = Instant::now() + spin;
         while !signal.work.load(Ordering::Relaxed) && Instant::now() < deadline {
             std::hint::spin_loop();
@@ -467,6 +464,7 @@ fn commit(inner: &Inner) {
     // Each job's own answer, valid only if the transaction commits.
     let mut answers: Vec<Result<Answer>> = Vec::new();
     let timeout = inner.options.busy_timeout();
+    let started = Instant::now();
     let outcome = wait::scope(&inner.counters, Some(&inner.writer), timeout, |left| {
         let mut conn = inner.pool.get_timeout(left.max(Duration::from_millis(1)))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -505,6 +503,7 @@ fn commit(inner: &Inner) {
             .commits
             .fetch_add(u64::from(checkpoints), Ordering::Relaxed);
         group.claims.fetch_add(claims, Ordering::Relaxed);
+        inner.counters.note_commit(started.elapsed());
         Ok(())
     })
     .map_err(|e| e.at(inner.path.as_deref()).waited(timeout));

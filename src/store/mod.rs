@@ -473,8 +473,8 @@ impl SqliteCheckpointStore {
         // A read (a list) usually takes longer than the spin wait: spinning for it would only
         // take a core from the thread doing it (perf: 16% of a list of 1024 went to polling).
         // So does waiting awake while another process holds the lock (wait.rs).
-        let spin = if write && !self.inner.counters.contended() {
-            self.inner.options.spin_wait()
+        let spin = if write {
+            self.inner.counters.spin(self.inner.options.spin_wait())
         } else {
             std::time::Duration::ZERO
         };
