@@ -1,12 +1,12 @@
 //! Through the official `azure_messaging_eventhubs::CheckpointStore` trait (feature `azure`):
-//! this store against plain rusqlite behind the same trait (`common/plain_official.rs`: one
+//! this store against plain rusqlite behind the same trait (`common/plain_store.rs`: one
 //! connection, a mutex, the same SQL) and the official `InMemoryCheckpointStore`, in one run.
 //! The in-memory store keeps nothing on disk; it is the floor of what the trait itself costs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-#[path = "common/plain_official.rs"]
-mod plain_official;
+#[path = "common/plain_store.rs"]
+mod plain_store;
 
 use std::time::{Duration, Instant};
 
@@ -157,7 +157,7 @@ fn list(c: &mut Criterion, name: &str, store: &dyn CheckpointStore) {
 fn official(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let plain = |name: &str, durability| {
-        plain_official::PlainStore::open(&dir.path().join(name), durability, true).unwrap()
+        plain_store::PlainStore::open(&dir.path().join(name), durability, true).unwrap()
     };
     let full = common::store(dir.path(), "full.db", Durability::Full);
     workloads(c, "sqlite_full", &full);

@@ -16,10 +16,10 @@
 //!
 //! `--processes N` starts N copies of this program on one file (N × tasks claimers), which
 //! begin together; the figures are over all of them. `--plain` runs the baseline instead: one
-//! plain rusqlite connection per process behind a mutex (benches/common/plain_official.rs).
+//! plain rusqlite connection per process behind a mutex (benches/common/plain_store.rs).
 
-#[path = "../benches/common/plain_official.rs"]
-mod plain_official;
+#[path = "../benches/common/plain_store.rs"]
+mod plain_store;
 
 use std::io::{BufRead, Write as _};
 use std::path::{Path, PathBuf};
@@ -132,13 +132,13 @@ struct Measured {
 
 enum Store {
     Ours(SqliteCheckpointStore),
-    Plain(plain_official::PlainStore),
+    Plain(plain_store::PlainStore),
 }
 
 impl Store {
     fn open(args: &Args, path: &Path, create: bool) -> Arc<Store> {
         Arc::new(if args.plain {
-            match plain_official::PlainStore::open(path, args.durability, create) {
+            match plain_store::PlainStore::open(path, args.durability, create) {
                 Ok(s) => Store::Plain(s),
                 Err(e) => fail(format!("cannot open {}: {e}", path.display())),
             }
