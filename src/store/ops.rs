@@ -306,14 +306,13 @@ const LIST_OWNERSHIPS: &str = "\
 
 /// The rows of a list, in partition order, with every text column copied into one buffer.
 /// A list is read on a worker thread and its model (ours or the official one, a string per
-/// field) built from this on the caller's thread, which also frees it: built on the worker, a
-/// list of 1024 spent about a fifth of its time in `malloc`/`free` of strings allocated on
-/// one thread and freed on another (perf, BENCHMARKS.md), which plain rusqlite on one thread
-/// does not pay.
+/// field) built from this on the caller's thread, which also frees it. Built on the worker and
+/// freed by the caller, a list of 1024 took 1.5× plain rusqlite's time; packed, 1.2×
+/// (BENCHMARKS.md, fifth pass).
 pub(crate) struct Packed<R> {
     text: String,
     rows: Vec<R>,
-    /// The rows' indexes in partition order.
+    /// The rows' indexes in partition order (set by `sort`, which every list ends with).
     order: Vec<u32>,
 }
 
