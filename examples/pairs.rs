@@ -136,6 +136,81 @@ fn main() {
     rt.block_on(run(dir.path(), rounds, durability));
 }
 
+/// Checks a call's answer: `want` rows.
+fn rows<T, E: std::fmt::Display>(answer: Result<Vec<T>, E>, want: usize) -> Vec<T> {
+    match answer {
+        Ok(rows) if rows.len() == want => rows,
+        Ok(rows) => fail(format!("expected {want} rows, got {}", rows.len())),
+        Err(e) => fail(format!("the call failed: {e}")),
+    }
+}
+
+/// The lists of 1024, and the claims and renewals of 32 and 1024, through one trait: `$stores`
+/// holds ours and the baseline behind it, `$to` turns our requests into the trait's.
+macro_rules! trait_pairs {
+    ($label:literal, $stores:expr, $to:expr, $rounds:expr) => {{
+        let (stores, rounds) = ($stores, $rounds);
+        pair(
+            concat!($label, ": list 1024 ownerships"),
+            rounds,
+            Box::new(|i| {
+                Box::pin(async move {
+                    rows(stores[i].list_ownerships(NS, HUB, GROUP).await, 1024);
+                })
+            }),
+        )
+        .await;
+        pair(
+            concat!($label, ": list 1024 checkpoints"),
+            rounds,
+            Box::new(|i| {
+                Box::pin(async move {
+                    rows(stores[i].list_checkpoints(NS, HUB, GROUP).await, 1024);
+                })
+            }),
+        )
+        .await;
+        for n in [32, 1024] {
+            let fresh = std::cell::Cell::new(0usize);
+            let fresh = &fresh;
+            pair(
+                &format!("{}: claim {n} new", $label),
+                rounds,
+                Box::new(move |i| {
+                    fresh.set(fresh.get() + 1);
+                    let batch = $to(ownerships(n, &format!("{}-{n}-{}", $label, fresh.get())));
+                    Box::pin(async move {
+                        rows(stores[i].claim_ownership(&batch).await, n);
+                    })
+                }),
+            )
+            .await;
+            let group = format!("{}-renew-{n}", $label);
+            let mut held = [Vec::new(), Vec::new()];
+            for (i, held) in held.iter_mut().enumerate() {
+                *held = rows(
+                    stores[i].claim_ownership(&$to(ownerships(n, &group))).await,
+                    n,
+                );
+            }
+            let held = std::cell::RefCell::new(held);
+            let held = &held;
+            pair(
+                &format!("{}: renew {n}", $label),
+                rounds,
+                Box::new(move |i| {
+                    let batch = held.borrow()[i].clone();
+                    Box::pin(async move {
+                        let renewed = rows(stores[i].claim_ownership(&batch).await, n);
+                        held.borrow_mut()[i] = renewed;
+                    })
+                }),
+            )
+            .await;
+        }
+    }};
+}
+
 async fn run(dir: &Path, rounds: usize, durability: Durability) {
     let ours = SqliteCheckpointStore::open_with(
         dir.join("store.db"),
@@ -188,167 +263,11 @@ async fn run(dir: &Path, rounds: usize, durability: Durability) {
         }),
     )
     .await;
-    let check = |n: usize, want: usize| {
-        if n != want {
-            fail(format!("expected {want} rows, got {n}"))
-        }
-    };
-    pair(
-        "own trait: list 1024 ownerships",
-        rounds,
-        Box::new(|i| {
-            Box::pin(async move {
-                check(
-                    own[i]
-                        .list_ownerships(NS, HUB, GROUP)
-                        .await
-                        .unwrap_or_default()
-                        .len(),
-                    1024,
-                )
-            })
-        }),
-    )
-    .await;
-    pair(
-        "own trait: list 1024 checkpoints",
-        rounds,
-        Box::new(|i| {
-            Box::pin(async move {
-                check(
-                    own[i]
-                        .list_checkpoints(NS, HUB, GROUP)
-                        .await
-                        .unwrap_or_default()
-                        .len(),
-                    1024,
-                )
-            })
-        }),
-    )
-    .await;
-    pair(
-        "official trait: list 1024 ownerships",
-        rounds,
-        Box::new(|i| {
-            Box::pin(async move {
-                check(
-                    off[i]
-                        .list_ownerships(NS, HUB, GROUP)
-                        .await
-                        .unwrap_or_default()
-                        .len(),
-                    1024,
-                )
-            })
-        }),
-    )
-    .await;
-    pair(
-        "official trait: list 1024 checkpoints",
-        rounds,
-        Box::new(|i| {
-            Box::pin(async move {
-                check(
-                    off[i]
-                        .list_checkpoints(NS, HUB, GROUP)
-                        .await
-                        .unwrap_or_default()
-                        .len(),
-                    1024,
-                )
-            })
-        }),
-    )
-    .await;
-    for n in [32, 1024] {
-        let fresh = std::cell::Cell::new(0usize);
-        let fresh = &fresh;
-        pair(
-            &format!("own trait: claim {n} new"),
-            rounds,
-            Box::new(move |i| {
-                fresh.set(fresh.get() + 1);
-                let batch = ownerships(n, &format!("own-{n}-{}", fresh.get()));
-                Box::pin(async move {
-                    check(
-                        own[i]
-                            .claim_ownership(&batch)
-                            .await
-                            .unwrap_or_default()
-                            .len(),
-                        n,
-                    )
-                })
-            }),
-        )
-        .await;
-        pair(
-            &format!("official trait: claim {n} new"),
-            rounds,
-            Box::new(move |i| {
-                fresh.set(fresh.get() + 1);
-                let batch = official(&ownerships(n, &format!("off-{n}-{}", fresh.get())));
-                Box::pin(async move {
-                    check(
-                        off[i]
-                            .claim_ownership(&batch)
-                            .await
-                            .unwrap_or_default()
-                            .len(),
-                        n,
-                    )
-                })
-            }),
-        )
-        .await;
-        let group = format!("renew-{n}");
-        let mut held = [Vec::new(), Vec::new()];
-        for (i, s) in own.iter().enumerate() {
-            held[i] = s
-                .claim_ownership(&ownerships(n, &group))
-                .await
-                .unwrap_or_default();
-            check(held[i].len(), n);
-        }
-        let held = std::cell::RefCell::new(held);
-        let held = &held;
-        pair(
-            &format!("own trait: renew {n}"),
-            rounds,
-            Box::new(move |i| {
-                let batch = held.borrow()[i].clone();
-                Box::pin(async move {
-                    let renewed = own[i].claim_ownership(&batch).await.unwrap_or_default();
-                    check(renewed.len(), n);
-                    held.borrow_mut()[i] = renewed;
-                })
-            }),
-        )
-        .await;
-        let group = format!("renew-official-{n}");
-        let mut held = [Vec::new(), Vec::new()];
-        for (i, s) in off.iter().enumerate() {
-            held[i] = s
-                .claim_ownership(&official(&ownerships(n, &group)))
-                .await
-                .unwrap_or_default();
-            check(held[i].len(), n);
-        }
-        let held = std::cell::RefCell::new(held);
-        let held = &held;
-        pair(
-            &format!("official trait: renew {n}"),
-            rounds,
-            Box::new(move |i| {
-                let batch = held.borrow()[i].clone();
-                Box::pin(async move {
-                    let renewed = off[i].claim_ownership(&batch).await.unwrap_or_default();
-                    check(renewed.len(), n);
-                    held.borrow_mut()[i] = renewed;
-                })
-            }),
-        )
-        .await;
-    }
+    trait_pairs!("own trait", own, |o: Vec<Ownership>| o, rounds);
+    trait_pairs!(
+        "official trait",
+        off,
+        |o: Vec<Ownership>| official(&o),
+        rounds
+    );
 }
