@@ -28,16 +28,31 @@ fn committers() -> usize {
 #[cfg(target_os = "linux")]
 #[test]
 fn dropped_stores_leave_no_threads_behind() {
-    // Async writes start each store's committer thread; the runtime's own threads are counted
-    // in `before`.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let dir = tempfile::tempdir().unwrap();
+    // On a multi-thread runtime a lone async write commits in place, on the caller's thread:
+    // no committer thread starts for it.
+    let multi = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .build()
+        .unwrap();
+    {
+        let store = SqliteCheckpointStore::open(dir.path().join("lone.db")).unwrap();
+        for i in 0..10 {
+            multi
+                .block_on(store.update_checkpoint(checkpoint("1", Some("2"), Some(i))))
+                .unwrap();
+        }
+        assert_eq!(committers(), 0, "a lone async write needs no committer");
+    }
+    drop(multi);
+    // On a current-thread runtime async writes start each store's committer thread; the
+    // runtime's own threads are counted in `before`.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(2)
         .build()
         .unwrap();
     runtime.block_on(async {});
     let before = threads();
-    let dir = tempfile::tempdir().unwrap();
     for i in 0..100 {
         let store = if i % 2 == 0 {
             SqliteCheckpointStore::open_in_memory().unwrap()

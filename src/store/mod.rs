@@ -37,11 +37,13 @@ const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// thread, and no other method blocks (the administration in [`admin`](crate::admin) and the
 /// imports and exports in [`migrate`](crate::migrate) are `blocking_*` methods only).
 ///
-/// **Cancellation:** an async write runs on another thread (tokio's blocking pool, or the store's
+/// **Cancellation:** an async call runs on another thread (tokio's blocking pool, or the store's
 /// committer thread for checkpoint writes and claims), where it cannot be aborted. Dropping the
-/// future does not stop it: the write may still commit. An async list on a multi-thread runtime
-/// runs in place ([`tokio::task::block_in_place`]), on a current-thread runtime on the blocking
-/// pool.
+/// future does not stop it: the write may still commit. On a multi-thread runtime a short call
+/// may instead run in place ([`tokio::task::block_in_place`]: the worker's other tasks move to
+/// another thread): a list with a connection free, and a checkpoint write or claim alone in an
+/// uncontended queue. Until it returns, the other futures of the caller's task (a `select!`
+/// branch, a timeout) wait with it.
 ///
 /// [`update_checkpoint_fenced`]: SqliteCheckpointStore::update_checkpoint_fenced
 #[derive(Clone, Debug)]
@@ -467,11 +469,13 @@ impl SqliteCheckpointStore {
         T: Send + 'static,
         F: FnOnce(&Inner, &mut Connection) -> Result<T> + Send + 'static,
     {
-        if !write && in_place() {
-            // A read on a worker of a multi-thread runtime runs on the caller's thread: tokio
-            // hands the worker's other tasks to another thread, and the rows are read and built
-            // into the model on one core, as plain rusqlite on the caller's thread does (a
-            // list of 1024 checkpoints cost 1.56× plain rusqlite's through the blocking pool).
+        if !write && in_place() && self.inner.pool.state().idle_connections > 0 {
+            // A read on a multi-thread runtime, with a connection free, runs on the caller's
+            // thread: tokio hands the worker's other tasks to another thread, and the rows are
+            // read and built into the model on one core, as plain rusqlite on the caller's
+            // thread does (a list of 1024 checkpoints cost 1.3-1.8× plain rusqlite's through
+            // the blocking pool). A WAL reader waits for no writer, so it runs as long as its
+            // SQL does; one that would wait for a connection hops, and waits off this thread.
             return tokio::task::block_in_place(|| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inner.run(false, f)))
                     .unwrap_or_else(|_| {

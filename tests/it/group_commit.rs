@@ -178,13 +178,43 @@ async fn blocking_and_async_writers_mix_without_deadlock() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_joined_in_one_task_share_one_commit() {
+    // A lone async writer on a multi-thread runtime commits in place; the writes joined with it
+    // in one task must still share its commit, not follow it one fsync each.
+    let (_dir, _path, store) = file_store();
+    for round in 1..=5_i64 {
+        let before = store.commit_stats();
+        let writes = (0..32)
+            .map(|p| store.update_checkpoint(checkpoint(&p.to_string(), Some("j"), Some(round))));
+        for result in within(futures::future::join_all(writes)).await {
+            result.unwrap();
+        }
+        let after = store.commit_stats();
+        assert_eq!(after.writes - before.writes, 32);
+        assert!(
+            after.commits - before.commits <= 2,
+            "32 joined writes took {} commits",
+            after.commits - before.commits
+        );
+    }
+    let stored = store.list_checkpoints(NS, HUB, GROUP).await.unwrap();
+    assert!(stored.iter().all(|c| c.sequence_number == Some(5)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_writers_do_not_stall_the_committer() {
     let (_dir, _path, store) = file_store();
     for round in 0..20 {
-        // Start writes and drop them at once, before they can be answered.
+        // Start writes and drop them at once, before they can be answered: after one poll
+        // (a lone writer leading in place has queued its write and yielded), and after a
+        // timeout.
         for p in 0..8 {
             let fut = store.update_checkpoint(checkpoint(&p.to_string(), Some("d"), Some(round)));
-            drop(tokio::time::timeout(Duration::ZERO, fut).await);
+            if p % 2 == 0 {
+                assert!(futures::FutureExt::now_or_never(fut).is_none());
+            } else {
+                drop(tokio::time::timeout(Duration::ZERO, fut).await);
+            }
         }
         within(store.update_checkpoint(checkpoint("kept", Some("k"), Some(round))))
             .await
