@@ -18,7 +18,8 @@
 //!   [`Error::OwnershipLost`] and is not written; the others go on. Any other failure fails the
 //!   whole transaction, and every writer of the batch gets the error.
 //! - An async writer leads only alone, in place: on a multi-thread runtime, with the queue
-//!   empty, the committer thread asleep and no other process contending, it yields once (so
+//!   empty, commits too long to spin for (`Counters::spin`, e.g. an fsync each) and no other
+//!   process contending, it yields once (so
 //!   the writes its own task joins with it queue behind it), then commits on its own thread in
 //!   `block_in_place` until its own write is done, like a blocking writer. Otherwise the store's
 //!   *committer thread* (started on first use, gone with the store) leads for async writers
@@ -133,8 +134,6 @@ struct Signal {
     work: AtomicBool,
     /// Set when the store is dropped.
     closed: AtomicBool,
-    /// Set while the committer thread spins for work: handing it a write costs no wake-up.
-    awake: AtomicBool,
     thread: Mutex<Option<std::thread::Thread>>,
 }
 
@@ -268,22 +267,23 @@ async fn submit_job(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
         Job::Claims(claims) => claims.len() <= SHORT_CLAIM,
     };
     let (id, must_lead) = inner.group.enqueue(job, Reply::Async(tx));
-    let answer = if must_lead
-        && !inner.group.signal.awake.load(Ordering::Relaxed)
-        && !inner.counters.contended()
-        && super::in_place()
+    let spin = inner.counters.spin(inner.options.spin_wait());
+    let answer = if must_lead && spin.is_zero() && !inner.counters.contended() && super::in_place()
     {
-        // Alone in the queue, the committer thread asleep, no other process contending, on a
-        // multi-thread runtime: commit it on this thread, as a blocking writer does (waking the
-        // committer and being woken by it cost two wake-ups), and hand what arrived meanwhile
-        // to the committer thread. Where the committer spins (short commits,
-        // `Counters::spin`), it takes the write at once: leading in place there halved 32
-        // concurrent writers' throughput at NORMAL (each leader's `block_in_place` moves its
-        // worker to another thread). Where another process contends, the commit may wait up
-        // to the busy timeout, which the caller's task must not spend blocked. First one
-        // yield: the caller's other futures (`join_all` of many writes) queue theirs behind
-        // this leadership and share its commit. A panic has failed the queue and stepped down
-        // (`FailPendingOnPanic`).
+        // Alone in the queue, on a multi-thread runtime, where spinning does not pay (commits
+        // that wait for an fsync) and no other process contends (the commit could then wait
+        // up to the busy timeout, which the caller's task must not spend blocked; leading in
+        // place there also doubled the claim p99 of 4 processes at NORMAL, 1.9 -> 5.5-7.4 ms
+        // in `steal`): commit it on this thread,
+        // as a blocking writer does, rather than wake the committer and be woken by it, and
+        // hand what arrived meanwhile to the committer thread. Where commits are short
+        // (`Counters::spin`), the committer and the writer wait for each other awake, which
+        // costs less: leading in place there cost a lone writer at NORMAL 33-38 µs a write
+        // against 16-17 (`load --writers 1`), and 32 concurrent writers half their
+        // throughput (each leader's `block_in_place` moves its worker to another thread).
+        // First one yield: the caller's other futures (`join_all` of many writes) queue theirs
+        // behind this leadership and share its commit. A panic has failed the queue and
+        // stepped down (`FailPendingOnPanic`).
         let unled = HandOnDrop(inner);
         tokio::task::yield_now().await;
         std::mem::forget(unled);
@@ -295,7 +295,6 @@ async fn submit_job(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
         }
         rx.await
     } else {
-        let spin = inner.counters.spin(inner.options.spin_wait());
         if must_lead && short && !spin.is_zero() {
             start_committer(inner);
             // Alone in the queue, this write is committed at once: wait for it awake.
@@ -434,13 +433,9 @@ fn run_committer(signal: &Signal, store: &Weak<Inner>, counters: &wait::Counters
             return;
         }
         let spin = counters.spin(spin);
-        if !spin.is_zero() {
-            signal.awake.store(true, Ordering::Relaxed);
-            let deadline = Instant::now() + spin;
-            while !signal.work.load(Ordering::Relaxed) && Instant::now() < deadline {
-                std::hint::spin_loop();
-            }
-            signal.awake.store(false, Ordering::Relaxed);
+        let deadline = Instant::now() + spin;
+        while !signal.work.load(Ordering::Relaxed) && Instant::now() < deadline {
+            std::hint::spin_loop();
         }
         if !signal.work.load(Ordering::Acquire) {
             // An `unpark` before this `park` makes it return at once: no wake-up is lost.
