@@ -42,7 +42,7 @@ const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// future does not stop it: the write may still commit. On a multi-thread runtime a short call
 /// may instead run in place ([`tokio::task::block_in_place`]: the worker's other tasks move to
 /// another thread): a list with a connection free, and a checkpoint write or claim alone in an
-/// uncontended queue. Until it returns, the other futures of the caller's task (a `select!`
+/// uncontended queue whose commits take too long to spin for (an fsync each). Until it returns, the other futures of the caller's task (a `select!`
 /// branch, a timeout) wait with it.
 ///
 /// [`update_checkpoint_fenced`]: SqliteCheckpointStore::update_checkpoint_fenced
