@@ -19,11 +19,10 @@
 //!   whole transaction, and every writer of the batch gets the error.
 //! - An async writer leads only alone, in place: on a multi-thread runtime, with the queue
 //!   empty, commits too long to spin for (`Counters::spin`, e.g. an fsync each) and no other
-//!   process contending, it yields once (so
-//!   the writes its own task joins with it queue behind it), then commits on its own thread in
-//!   `block_in_place` until its own write is done, like a blocking writer. Otherwise the store's
-//!   *committer thread* (started on first use, gone with the store) leads for async writers
-//!   until the queue is empty. A blocking writer leads on its
+//!   process contending, it yields once (so the writes its own task joins with it queue behind
+//!   it), then commits on its own thread in `block_in_place` until its own write is done, like a
+//!   blocking writer. Otherwise the store's *committer thread* (started on first use, gone with
+//!   the store) leads for async writers until the queue is empty. A blocking writer leads on its
 //!   own thread only until its own write is done, then hands leadership to another blocking
 //!   writer or to the committer thread, so no caller's thread is held captive by others' writes.
 //!
@@ -271,18 +270,16 @@ async fn submit_job(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
     let answer = if must_lead && spin.is_zero() && !inner.counters.contended() && super::in_place()
     {
         // Alone in the queue, on a multi-thread runtime, where spinning does not pay (commits
-        // that wait for an fsync) and no other process contends (the commit could then wait
-        // up to the busy timeout, which the caller's task must not spend blocked; leading in
-        // place there also doubled the claim p99 of 4 processes at NORMAL, 1.9 -> 5.5-7.4 ms
-        // in `steal`): commit it on this thread,
-        // as a blocking writer does, rather than wake the committer and be woken by it, and
-        // hand what arrived meanwhile to the committer thread. Where commits are short
-        // (`Counters::spin`), the committer and the writer wait for each other awake, which
-        // costs less: leading in place there cost a lone writer at NORMAL 33-38 µs a write
-        // against 16-17 (`load --writers 1`), and 32 concurrent writers half their
-        // throughput (each leader's `block_in_place` moves its worker to another thread).
-        // First one yield: the caller's other futures (`join_all` of many writes) queue theirs
-        // behind this leadership and share its commit. A panic has failed the queue and
+        // that wait for an fsync): commit it on this thread, as a blocking writer does, rather
+        // than wake the committer and be woken by it; what arrives meanwhile goes to the
+        // committer. Where commits are short, the committer and the writer wait for each other
+        // awake, which costs less: in place there, a lone writer at NORMAL took 33-38 µs a
+        // write against 16-17 (`load --writers 1`), and 32 concurrent writers halved their
+        // throughput (each `block_in_place` moves the worker to another thread). Where another
+        // process contends, the commit may wait up to the busy timeout, which the caller's
+        // task must not spend blocked (and 4 processes' claim p99 at NORMAL went from 1.9 to
+        // 5.5-7.4 ms in `steal`). One yield first: the futures the caller's task joins with
+        // this one queue behind it and share its commit. A panic has failed the queue and
         // stepped down (`FailPendingOnPanic`).
         let unled = HandOnDrop(inner);
         tokio::task::yield_now().await;
@@ -294,17 +291,15 @@ async fn submit_job(inner: &Arc<Inner>, job: Job) -> Result<Answer> {
             start_committer(inner);
         }
         rx.await
+    } else if must_lead && short && !spin.is_zero() {
+        start_committer(inner);
+        // Alone in the queue, this write is committed at once: wait for it awake.
+        wait_awake(rx, spin).await
     } else {
-        if must_lead && short && !spin.is_zero() {
+        if must_lead {
             start_committer(inner);
-            // Alone in the queue, this write is committed at once: wait for it awake.
-            wait_awake(rx, spin).await
-        } else {
-            if must_lead {
-                start_committer(inner);
-            }
-            rx.await
         }
+        rx.await
     };
     answer.unwrap_or_else(|_| Err(Error::internal("the checkpoint committer stopped")))
 }

@@ -42,8 +42,8 @@ const OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// future does not stop it: the write may still commit. On a multi-thread runtime a short call
 /// may instead run in place ([`tokio::task::block_in_place`]: the worker's other tasks move to
 /// another thread): a list with a connection free, and a checkpoint write or claim alone in an
-/// uncontended queue whose commits take too long to spin for (an fsync each). Until it returns, the other futures of the caller's task (a `select!`
-/// branch, a timeout) wait with it.
+/// uncontended queue whose commits take too long to spin for (an fsync each). Until it
+/// returns, the other futures of the caller's task (a `select!` branch, a timeout) wait with it.
 ///
 /// [`update_checkpoint_fenced`]: SqliteCheckpointStore::update_checkpoint_fenced
 #[derive(Clone, Debug)]
@@ -442,11 +442,11 @@ impl SqliteCheckpointStore {
     }
 
     /// The one async hop: runs `f` with a pooled connection on tokio's blocking pool (a read on
-    /// a multi-thread runtime: in place, on the caller's thread), holding
-    /// the store's writer lock (see [`interact_read`](Self::interact_read)), and waits for it
-    /// awake at first (`wait_awake`), so a quick answer costs no wake-up. The connection is
-    /// taken inside the blocking task, the caller's tracing span is entered there, and a panic
-    /// comes back as [`Error::Internal`].
+    /// a multi-thread runtime: in place, on the caller's thread), holding the store's writer
+    /// lock (see [`interact_read`](Self::interact_read)), and waits for it awake at first
+    /// (`wait_awake`), so a quick answer costs no wake-up. The connection is taken inside the
+    /// blocking task, the caller's tracing span is entered there, and a panic comes back as
+    /// [`Error::Internal`].
     pub(crate) async fn interact<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
