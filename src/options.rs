@@ -9,8 +9,15 @@ use time::OffsetDateTime;
 /// When a successful write is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// `synchronous=FULL`: every `Ok` from a write is on disk (fsynced) before it is returned,
-    /// so it survives power loss as far as SQLite guarantees. The default.
+    /// Every `Ok` from a write is on disk (fsynced) before it is returned, so it survives power
+    /// loss as far as SQLite guarantees with `synchronous=FULL`. The default.
+    ///
+    /// The store's connections commit at `synchronous=NORMAL`, and the store fsyncs the `-wal`
+    /// itself after each commit, once its locks are released: other writers, of this process
+    /// and of others, commit while that fsync runs instead of waiting for it. A write is
+    /// visible to readers from its commit, a moment before it is on disk. If that fsync fails,
+    /// the write's caller gets [`Error::Io`](crate::Error::Io): the write is committed but may
+    /// not be on disk.
     #[default]
     Full,
     /// `synchronous=NORMAL` in WAL mode: every `Ok` survives a crash of the process, but the

@@ -12,8 +12,9 @@
 //!   is read from the clock inside the transaction, when its turn comes.
 //! - The leader holds the store's writer lock (`wait.rs`) for each batch, so the group commit
 //!   never meets a lock of another writer of this store.
-//! - A writer hears `Ok` only after the commit that holds its write has returned: with
-//!   `synchronous=FULL`, after it is on disk.
+//! - A writer hears `Ok` only after the commit that holds its write has returned: at
+//!   `Durability::Full`, after the leader has fsynced the `-wal` (`durable.rs`), which it does
+//!   once the batch's locks are released, so the next writer commits meanwhile.
 //! - A fenced write is checked inside the batch's transaction. If its check fails it alone gets
 //!   [`Error::OwnershipLost`] and is not written; the others go on. Any other failure fails the
 //!   whole transaction, and every writer of the batch gets the error.
@@ -170,6 +171,10 @@ pub struct CommitStats {
     /// Linux, on a local file system, writers of this crate queue there rather than on SQLite's
     /// lock; elsewhere they meet in the busy handler (`busy_waits`).
     pub gate_waits: u64,
+    /// Times the store synced its `-wal` itself after a write, outside its locks: at
+    /// [`Durability::Full`](crate::Durability::Full) on a file, once per transaction of the
+    /// group commit and once per other write operation; otherwise zero.
+    pub wal_syncs: u64,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -179,7 +184,7 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    pub(crate) fn stats(&self, counters: &wait::Counters) -> CommitStats {
+    pub(crate) fn stats(&self, counters: &wait::Counters, wal_syncs: u64) -> CommitStats {
         CommitStats {
             writes: self.writes.load(Ordering::Relaxed),
             commits: self.commits.load(Ordering::Relaxed),
@@ -187,6 +192,7 @@ impl GroupCommit {
             busy_waits: counters.busy_waits.load(Ordering::Relaxed),
             gate_waits: counters.gate_waits.load(Ordering::Relaxed),
             lock_waits: counters.lock_waits.load(Ordering::Relaxed),
+            wal_syncs,
         }
     }
 
@@ -541,10 +547,16 @@ fn commit(inner: &Inner) {
             .commits
             .fetch_add(u64::from(checkpoints), Ordering::Relaxed);
         group.claims.fetch_add(claims, Ordering::Relaxed);
-        inner.counters.note_commit(started.elapsed());
         Ok(())
     })
-    .map_err(|e| e.at(inner.path.as_deref()).waited(timeout));
+    .map_err(|e| e.at(inner.path.as_deref()).waited(timeout))
+    // At `Durability::Full` the batch goes to disk here, outside every lock: the next writer,
+    // of this process or another, commits while this fsync runs (`durable.rs`).
+    .and_then(|()| inner.sync_wal());
+    if outcome.is_ok() {
+        // The time a writer waits for its answer, fsync included: what the spin wait is for.
+        inner.counters.note_commit(started.elapsed());
+    }
     if batch.is_empty() {
         // The transaction failed before it took the batch: the queued writes get its error.
         batch = std::mem::take(&mut inner.group.lock().pending);

@@ -4,6 +4,7 @@
 pub(crate) mod group_commit;
 
 pub use group_commit::CommitStats;
+pub(crate) mod durable;
 pub(crate) mod gate;
 pub(crate) mod ops;
 pub(crate) mod wait;
@@ -21,7 +22,7 @@ use crate::checkpoint_store::CheckpointStore;
 use crate::error::{Error, Result};
 use crate::files;
 use crate::model::{Checkpoint, Ownership};
-use crate::options::StoreOptions;
+use crate::options::{Durability, StoreOptions};
 use crate::schema;
 
 /// How long `open` may take to open the pool's connections, at least.
@@ -61,6 +62,9 @@ pub(crate) struct Inner {
     writer: wait::WriterLock,
     /// Busy waits and lock waits of this store's connections.
     counters: Arc<wait::Counters>,
+    /// At [`Durability::Full`] on a file: the `-wal` this store fsyncs after each write, outside
+    /// its locks; its connections commit at `synchronous=NORMAL` (`durable.rs`).
+    wal_sync: Option<durable::WalSync>,
     /// An in-memory database lives as long as one connection to it: this one.
     _keeper: Option<Mutex<Connection>>,
     /// What the open found of the file (`None` in memory). Last, so dropped last: after every
@@ -157,7 +161,7 @@ impl SqliteCheckpointStore {
         let mut keeper = Connection::open_with_flags(&uri, flags)?;
         schema::configure(&keeper, options.durability(), options.busy_timeout())?;
         schema::initialize(&mut keeper, false, options.check_on_open())?;
-        let pool = Self::pool(&uri, flags, &options)?;
+        let pool = Self::pool(&uri, flags, &options, false)?;
         Ok(SqliteCheckpointStore {
             inner: Arc::new(Inner {
                 pool,
@@ -167,6 +171,7 @@ impl SqliteCheckpointStore {
                 group: Default::default(),
                 writer: Default::default(),
                 counters: Default::default(),
+                wal_sync: None,
                 _keeper: Some(Mutex::new(keeper)),
             }),
         })
@@ -194,8 +199,10 @@ impl SqliteCheckpointStore {
                 other => break other?,
             }
         }
-        let pool = Self::pool(&real, flags, &options)?;
+        let self_sync = options.durability() == Durability::Full;
+        let pool = Self::pool(&real, flags, &options, self_sync)?;
         let gate = gate::Gate::of(&held);
+        let wal_sync = self_sync.then(|| durable::WalSync::new(&real));
         Ok(SqliteCheckpointStore {
             inner: Arc::new(Inner {
                 pool,
@@ -210,6 +217,7 @@ impl SqliteCheckpointStore {
                 group: Default::default(),
                 writer: wait::WriterLock::with_gate(gate),
                 counters: Default::default(),
+                wal_sync,
                 _keeper: None,
             }),
         })
@@ -322,17 +330,26 @@ impl SqliteCheckpointStore {
                 group: Default::default(),
                 writer: Default::default(),
                 counters: Default::default(),
+                wal_sync: None,
                 _keeper: None,
             }),
         })
     }
 
+    /// The pool of a store that writes. With `self_sync` its connections commit at
+    /// `synchronous=NORMAL` and the store syncs the `-wal` after each write (`durable.rs`).
     fn pool(
         target: impl AsRef<Path>,
         flags: OpenFlags,
         options: &StoreOptions,
+        self_sync: bool,
     ) -> Result<Pool<SqliteConnectionManager>> {
-        let (durability, busy) = (options.durability(), options.busy_timeout());
+        let durability = if self_sync {
+            Durability::Normal
+        } else {
+            options.durability()
+        };
+        let busy = options.busy_timeout();
         let manager = SqliteConnectionManager::file(target)
             .with_flags(flags)
             .with_init(move |c| {
@@ -413,7 +430,9 @@ impl SqliteCheckpointStore {
     /// process) has committed, in how many transactions (concurrent writes share one: group
     /// commit), and how often its connections waited for a lock.
     pub fn commit_stats(&self) -> CommitStats {
-        self.inner.group.stats(&self.inner.counters)
+        self.inner
+            .group
+            .stats(&self.inner.counters, self.inner.wal_syncs())
     }
 
     /// The newest schema version this build reads and writes (`PRAGMA user_version` of the
@@ -724,10 +743,33 @@ impl Inner {
                 .get_timeout(left.max(std::time::Duration::from_millis(1)))?;
             f(self, &mut conn)
         });
-        result.map_err(|e| {
+        let result = result.map_err(|e| {
             e.at(self.path.as_deref())
                 .waited(self.options.busy_timeout())
-        })
+        });
+        // What `f` committed goes to disk before its caller hears of it, even if it failed
+        // after a commit; its own error comes first.
+        match result {
+            Ok(value) if write => self.sync_wal().map(|()| value),
+            Err(e) if write => {
+                let _ = self.sync_wal();
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// At [`Durability::Full`]: puts every write committed so far on disk (`durable.rs`). Call
+    /// it outside the writer lock, before answering a writer.
+    pub(crate) fn sync_wal(&self) -> Result<()> {
+        self.wal_sync
+            .as_ref()
+            .map_or(Ok(()), durable::WalSync::sync)
+    }
+
+    /// How many times this store synced its `-wal` itself (`durable.rs`).
+    pub(crate) fn wal_syncs(&self) -> u64 {
+        self.wal_sync.as_ref().map_or(0, durable::WalSync::syncs)
     }
 
     pub(crate) fn clock(&self) -> &dyn crate::options::Clock {

@@ -32,6 +32,7 @@ mod concurrent_creation;
 mod contention;
 mod crash_consistency;
 mod disk_full;
+mod durability;
 mod eph_import;
 mod eph_scan;
 mod export_import;

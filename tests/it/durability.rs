@@ -1,0 +1,156 @@
+//! `Durability::Full`: when a write returns `Ok`, none of the `-wal`'s pages is still dirty in
+//! the kernel's page cache: they are on disk. Each kind of write is checked: async and blocking
+//! checkpoints, claims, a legacy lease write, an admin delete and an import. At
+//! `Durability::Normal` the same write leaves them dirty, which shows the check can fail.
+//!
+//! The kernel says what is dirty: Linux's `cachestat` (6.5 and later), called through
+//! python3's ctypes, since this crate forbids `unsafe`. The store's own count of its `-wal`
+//! syncs (`CommitStats::wal_syncs`) is checked beside it.
+#![cfg(target_os = "linux")]
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::*;
+use eventhubs_checkpointstore_sqlite::legacy::{
+    HostContext, LeaseManager, SqliteCheckpointLeaseManager,
+};
+use eventhubs_checkpointstore_sqlite::migrate::OnConflict;
+use eventhubs_checkpointstore_sqlite::{
+    CheckpointStore, Durability, SqliteCheckpointStore, StoreOptions,
+};
+
+/// Prints the number of dirty page-cache pages of the file `argv[1]` (`cachestat`, syscall
+/// 451 on x86-64 and on the generic table of arm64 alike).
+const CACHESTAT: &str = r#"
+import ctypes, os, sys
+class Range(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+class Stat(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in
+                ("cache", "dirty", "writeback", "evicted", "recently_evicted")]
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+stat, whole = Stat(), Range(0, 0)
+if libc.syscall(451, fd, ctypes.byref(whole), ctypes.byref(stat), 0) != 0:
+    sys.exit("cachestat: " + os.strerror(ctypes.get_errno()))
+print(stat.dirty + stat.writeback)
+"#;
+
+/// Dirty (or still being written) pages of the file at `path`.
+fn dirty_pages(path: &Path) -> u64 {
+    let out = Command::new("python3")
+        .args(["-c", CACHESTAT])
+        .arg(path)
+        .output()
+        .expect("python3 runs (it is needed for the Python tests too)");
+    assert!(
+        out.status.success(),
+        "cachestat failed (Linux 6.5 or later is needed): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+fn wal(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
+fn open(durability: Durability) -> (tempfile::TempDir, std::path::PathBuf, SqliteCheckpointStore) {
+    file_store_with(StoreOptions::new().with_durability(durability))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_full_every_kind_of_write_is_on_disk_when_it_returns() {
+    let (_dir, path, store) = open(Durability::Full);
+    let wal = wal(&path);
+    let host = HostContext::new(NS, HUB, "legacy", "host-0");
+    let manager = SqliteCheckpointLeaseManager::new(&store, host).unwrap();
+    let other = SqliteCheckpointStore::open_in_memory().unwrap();
+    other
+        .blocking_update_checkpoint(&checkpoint("9", Some("19"), Some(19)))
+        .unwrap();
+    let export = other.blocking_export().unwrap();
+
+    let mut syncs = store.commit_stats().wal_syncs;
+    for step in 0..7 {
+        let what = match step {
+            0 => {
+                store
+                    .update_checkpoint(checkpoint("0", Some("10"), Some(10)))
+                    .await
+                    .unwrap();
+                "an async checkpoint"
+            }
+            1 => {
+                store
+                    .blocking_update_checkpoint(&checkpoint("1", Some("11"), Some(11)))
+                    .unwrap();
+                "a blocking checkpoint"
+            }
+            2 => {
+                let won = store
+                    .claim_ownership(&[claim("2", Some("me"), None)])
+                    .await
+                    .unwrap();
+                assert_eq!(won.len(), 1);
+                "a claim"
+            }
+            3 => {
+                let mut lease = manager.create_lease_if_not_exists("3").await.unwrap();
+                manager.acquire_lease(&mut lease).await.unwrap();
+                "a legacy lease"
+            }
+            4 => {
+                store
+                    .blocking_update_checkpoints(&[
+                        (checkpoint("4", Some("14"), Some(14)), None),
+                        (checkpoint("5", Some("15"), Some(15)), None),
+                    ])
+                    .into_iter()
+                    .for_each(|r| r.unwrap());
+                "a batch of checkpoints"
+            }
+            5 => {
+                store
+                    .blocking_delete_checkpoint(NS, HUB, GROUP, "0")
+                    .unwrap();
+                "an admin delete"
+            }
+            _ => {
+                store.blocking_import(&export, OnConflict::Refuse).unwrap();
+                "an import"
+            }
+        };
+        assert_eq!(dirty_pages(&wal), 0, "{what}: the -wal has dirty pages");
+        let now = store.commit_stats().wal_syncs;
+        assert!(now > syncs, "{what}: the store did not sync the -wal");
+        syncs = now;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_normal_a_write_returns_before_it_is_on_disk() {
+    let (_dir, path, store) = open(Durability::Normal);
+    let wal = wal(&path);
+    // The kernel may write a page back on its own (memory pressure, another job's writes);
+    // one of a few fresh writes stays dirty unless the check cannot see dirty pages at all.
+    let mut seen = Vec::new();
+    for seq in 0..5 {
+        store
+            .update_checkpoint(checkpoint("0", Some("1"), Some(seq)))
+            .await
+            .unwrap();
+        seen.push(dirty_pages(&wal));
+        if seen.last() > Some(&0) {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|&n| n > 0),
+        "no write left a dirty page: {seen:?}"
+    );
+    assert_eq!(store.commit_stats().wal_syncs, 0);
+}
