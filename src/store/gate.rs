@@ -27,7 +27,10 @@
 //!   must wait hands the blocking call to a helper thread and waits for it until its deadline.
 //!   A writer that gives up leaves the helper to it: when the helper gets the lock and nobody
 //!   waits for it any more, it releases it at once. The helper holds the gate (and so the
-//!   descriptor) until then.
+//!   descriptor) until then. The one exception is the group commit's committer thread, which
+//!   no caller waits on: it blocks in the kernel's queue itself ([`Gate::enter_blocking`]),
+//!   one wake-up sooner, while a watch thread answers `Busy` to each queued writer whose busy
+//!   timeout runs out (`group_commit::expire_queued`).
 //! - **Best effort.** If the lock fails with anything but "held", the gate turns itself off for
 //!   the file and writers go straight to SQLite's lock, which is correct without it.
 
@@ -183,6 +186,58 @@ impl Gate {
                 .0;
             state.waiting -= 1;
         }
+    }
+
+    /// Like [`enter`](Self::enter), but if another process holds the lock, this thread waits
+    /// in the kernel's queue itself (`wait::GateWait::Watched`), past `deadline` if it must,
+    /// and is woken by the kernel: no helper thread passes the lock on. `start_watch` is called
+    /// just before it blocks; if it returns false, or a writer of this process holds the gate
+    /// or waits for it already, this waits as `enter` does.
+    pub(crate) fn enter_blocking(
+        self: &Arc<Self>,
+        deadline: Instant,
+        waited: impl FnOnce(),
+        start_watch: &dyn Fn() -> bool,
+    ) -> Option<Option<GateGuard<'_>>> {
+        let mut state = self.lock_state();
+        if state.off {
+            return Some(None);
+        }
+        if state.held || state.granted || state.helper {
+            drop(state);
+            return self.enter(deadline, waited);
+        }
+        match try_lock(&self.file) {
+            Ok(true) => {
+                state.held = true;
+                return Some(Some(GateGuard(self)));
+            }
+            Ok(false) => {}
+            Err(_) => {
+                state.off = true;
+                return Some(None);
+            }
+        }
+        // This process's turn is taken: its other writers wait for this one as for a holder.
+        state.held = true;
+        drop(state);
+        if !start_watch() {
+            self.step_back();
+            return self.enter(deadline, waited);
+        }
+        waited();
+        if lock(&self.file) {
+            return Some(Some(GateGuard(self)));
+        }
+        self.lock_state().off = true;
+        self.step_back();
+        Some(None)
+    }
+
+    /// Gives up a turn taken without the lock, and wakes the writers waiting for it.
+    fn step_back(&self) {
+        self.lock_state().held = false;
+        self.changed.notify_all();
     }
 
     /// Starts the thread that waits for the lock for this process; false if none can start.

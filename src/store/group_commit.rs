@@ -108,6 +108,8 @@ struct Pending {
     id: u64,
     job: Job,
     reply: Reply,
+    /// When it was queued: its busy timeout runs from here.
+    since: Instant,
 }
 
 #[derive(Default)]
@@ -213,6 +215,7 @@ impl GroupCommit {
                 id,
                 job,
                 reply: Reply::Blocking(reply.clone()),
+                since: Instant::now(),
             });
             ids.push(id);
         }
@@ -226,7 +229,12 @@ impl GroupCommit {
         let mut q = self.lock();
         let id = q.next_id;
         q.next_id += 1;
-        q.pending.push(Pending { id, job, reply });
+        q.pending.push(Pending {
+            id,
+            job,
+            reply,
+            since: Instant::now(),
+        });
         let lead = !q.leading;
         q.leading = true;
         (id, lead)
@@ -486,7 +494,7 @@ fn lead(inner: &Inner, until: Option<u64>) -> bool {
             std::thread::sleep(wait::HANDOFF_PAUSE);
         }
         first = false;
-        commit(inner);
+        commit(inner, until.is_none());
     };
     guard.1 = false;
     needs_leader
@@ -503,16 +511,27 @@ fn hand_off(q: &Queue) -> bool {
 /// Commits one batch in one transaction, holding the store's writer lock, and answers every
 /// writer in it. The batch is every write queued once the transaction has its lock, so writes
 /// that arrived while it waited for another process go in too.
-fn commit(inner: &Inner) {
+///
+/// The `committer` thread, which no caller waits on, waits for another process's turn in the
+/// kernel's queue itself (`wait::GateWait::Watched`), woken by the kernel when the gate is
+/// released: one wake-up fewer per turn than through the gate's helper thread (4 processes'
+/// claim p99 at NORMAL 1.3-1.5 ms against 1.5-2.9 in `steal`). Meanwhile a watch thread
+/// ([`expire_queued`]) answers [`Error::Busy`] to each queued writer whose busy timeout has
+/// run out, as a bounded wait would have.
+fn commit(inner: &Inner, committer: bool) {
     let mut batch: Vec<Pending> = Vec::new();
     // Each job's own answer, valid only if the transaction commits.
     let mut answers: Vec<Result<Answer>> = Vec::new();
     let timeout = inner.options.busy_timeout();
     let started = Instant::now();
-    let outcome = wait::scope(&inner.counters, Some(&inner.writer), timeout, |left| {
+    // Whether the transaction took the batch: it may be empty (every queued writer timed out
+    // while the committer waited for the gate), and what is queued after it is not in it.
+    let mut taken = false;
+    let body = |left: Duration| {
         let mut conn = inner.pool.get_timeout(left.max(Duration::from_millis(1)))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         batch = std::mem::take(&mut inner.group.lock().pending);
+        taken = true;
         answers.reserve(batch.len());
         let (mut written, mut claims, mut checkpoints) = (0u64, 0u64, false);
         for p in &batch {
@@ -548,7 +567,26 @@ fn commit(inner: &Inner) {
             .fetch_add(u64::from(checkpoints), Ordering::Relaxed);
         group.claims.fetch_add(claims, Ordering::Relaxed);
         Ok(())
-    })
+    };
+    let (counters, writer) = (&inner.counters, Some(&inner.writer));
+    let outcome = if committer && inner.writer.has_gate() {
+        let watch = wait::Watchdog::default();
+        std::thread::scope(|s| {
+            let start = || {
+                std::thread::Builder::new()
+                    .name("eh-checkpoint-watch".into())
+                    .spawn_scoped(s, || expire_queued(inner, &watch, timeout))
+                    .is_ok()
+            };
+            let how = wait::GateWait::Watched {
+                start: &start,
+                watch: &watch,
+            };
+            wait::scope_with(counters, writer, how, timeout, body)
+        })
+    } else {
+        wait::scope_with(counters, writer, wait::GateWait::Bounded, timeout, body)
+    }
     .map_err(|e| e.at(inner.path.as_deref()).waited(timeout))
     // At `Durability::Full` the batch goes to disk here, outside every lock: the next writer,
     // of this process or another, commits while this fsync runs (`durable.rs`).
@@ -557,7 +595,7 @@ fn commit(inner: &Inner) {
         // The time a writer waits for its answer, fsync included: what the spin wait is for.
         inner.counters.note_commit(started.elapsed());
     }
-    if batch.is_empty() {
+    if !taken {
         // The transaction failed before it took the batch: the queued writes get its error.
         batch = std::mem::take(&mut inner.group.lock().pending);
     }
@@ -572,6 +610,39 @@ fn commit(inner: &Inner) {
                 (Ok(()), None) => Err(Error::internal("a committed job has no answer")),
             },
         );
+    }
+}
+
+/// The watch over the queue while the committer waits for the gate past any deadline: answers
+/// [`Error::Busy`] to each queued writer once its busy timeout (from when it was queued) has
+/// run out, until `watch` is stopped.
+fn expire_queued(inner: &Inner, watch: &wait::Watchdog, timeout: Duration) {
+    loop {
+        let next = inner.group.lock().pending.iter().map(|p| p.since).min();
+        let until = next.unwrap_or_else(Instant::now) + timeout;
+        if watch.wait_until(until) {
+            return;
+        }
+        let now = Instant::now();
+        let expired: Vec<Pending> = {
+            let mut q = inner.group.lock();
+            let (expired, kept) = std::mem::take(&mut q.pending)
+                .into_iter()
+                .partition(|p| now.saturating_duration_since(p.since) >= timeout);
+            q.pending = kept;
+            expired
+        };
+        let error = Error::Busy {
+            path: None,
+            timeout: Some(timeout),
+            source: crate::error::message(
+                "a writer of another process held the write lock past the busy timeout",
+            ),
+        }
+        .at(inner.path.as_deref());
+        for p in expired {
+            p.reply.done(p.id, Err(error.clone()));
+        }
     }
 }
 

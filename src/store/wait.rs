@@ -154,6 +154,11 @@ impl WriterLock {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether its holders take a cross-process gate too.
+    pub(crate) fn has_gate(&self) -> bool {
+        self.gate.is_some()
+    }
+
     /// A writer lock whose holders also take `gate`.
     pub(crate) fn with_gate(gate: Option<Arc<Gate>>) -> WriterLock {
         WriterLock {
@@ -162,19 +167,38 @@ impl WriterLock {
         }
     }
 
-    /// Takes the lock and then the gate, waiting in turn until `deadline`; what was still
-    /// held then if either was.
-    fn acquire(&self, deadline: Instant, counters: &Counters) -> Result<WriterGuard<'_>, Held> {
+    /// Takes the lock and then the gate, waiting in turn until `deadline` (the gate as `how`
+    /// says); what was still held then if either was.
+    fn acquire(
+        &self,
+        deadline: Instant,
+        counters: &Counters,
+        how: GateWait<'_>,
+    ) -> Result<WriterGuard<'_>, Held> {
         let guard = self
             .acquire_here(deadline, counters)
             .ok_or(Held::HereLock)?;
         match &self.gate {
             None => Ok(guard),
             Some(gate) => {
-                let entered = gate.enter(deadline, || {
+                let waited = || {
                     counters.gate_waits.fetch_add(1, Ordering::Relaxed);
                     counters.note_busy();
-                });
+                };
+                let entered = match how {
+                    GateWait::Bounded => gate.enter(deadline, waited),
+                    GateWait::Watched { start, watch } => {
+                        // Stopped however the wait ends: the watch's thread is joined after it.
+                        struct Stop<'a>(&'a Watchdog);
+                        impl Drop for Stop<'_> {
+                            fn drop(&mut self) {
+                                self.0.stop();
+                            }
+                        }
+                        let _stop = Stop(watch);
+                        gate.enter_blocking(deadline, waited, start)
+                    }
+                };
                 match entered {
                     Some(g) => Ok(WriterGuard(self, g)),
                     None => Err(Held::Gate),
@@ -212,6 +236,54 @@ impl WriterLock {
             state = self
                 .released
                 .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// How the holder of a [`WriterLock`] waits for the gate while another process holds it.
+#[derive(Clone, Copy)]
+pub(crate) enum GateWait<'a> {
+    /// Until the operation's deadline: a helper thread blocks in the kernel's queue for it
+    /// and wakes it when the lock is granted.
+    Bounded,
+    /// In the kernel's queue itself, woken by the kernel when the lock is released: one
+    /// wake-up sooner, for every turn of every process. It may wait past any deadline, so only
+    /// a thread that no caller waits on does this (the group commit's committer), while a
+    /// watch answers the queued writers whose busy timeout runs out meanwhile. `start` starts
+    /// that watch just before blocking (false if it cannot: then the wait is bounded, through
+    /// the helper); `watch` is told to stop once the gate is taken.
+    Watched {
+        start: &'a dyn Fn() -> bool,
+        watch: &'a Watchdog,
+    },
+}
+
+/// Tells a watch (see [`GateWait::Watched`]) to stop.
+#[derive(Debug, Default)]
+pub(crate) struct Watchdog {
+    stopped: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Watchdog {
+    pub(crate) fn stop(&self) {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `until` or until stopped; true if stopped.
+    pub(crate) fn wait_until(&self, until: Instant) -> bool {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let now = Instant::now();
+            if *stopped || now >= until {
+                return *stopped;
+            }
+            stopped = self
+                .changed
+                .wait_timeout(stopped, until - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
@@ -267,6 +339,17 @@ pub(crate) fn scope<T>(
     timeout: Duration,
     f: impl FnOnce(Duration) -> Result<T>,
 ) -> Result<T> {
+    scope_with(counters, lock, GateWait::Bounded, timeout, f)
+}
+
+/// [`scope`], waiting for the gate as `how` says.
+pub(crate) fn scope_with<T>(
+    counters: &Arc<Counters>,
+    lock: Option<&WriterLock>,
+    how: GateWait<'_>,
+    timeout: Duration,
+    f: impl FnOnce(Duration) -> Result<T>,
+) -> Result<T> {
     let start = Instant::now();
     let deadline = start
         .checked_add(timeout)
@@ -278,25 +361,22 @@ pub(crate) fn scope<T>(
             .is_some_and(|s| s.holds.is_some() && s.holds == address)
     });
     let _guard = match lock {
-        Some(lock) if !held_here => {
-            Some(
-                lock.acquire(deadline, counters)
-                    .map_err(|held| Error::Busy {
-                        path: None,
-                        timeout: Some(timeout),
-                        source: crate::error::message(match held {
-                            Held::HereLock => {
-                                "another writer of this store held the write lock past the busy \
+        Some(lock) if !held_here => Some(lock.acquire(deadline, counters, how).map_err(
+            |held| Error::Busy {
+                path: None,
+                timeout: Some(timeout),
+                source: crate::error::message(match held {
+                    Held::HereLock => {
+                        "another writer of this store held the write lock past the busy \
                              timeout"
-                            }
-                            Held::Gate => {
-                                "a writer of another process held the write lock past the busy \
+                    }
+                    Held::Gate => {
+                        "a writer of another process held the write lock past the busy \
                              timeout"
-                            }
-                        }),
-                    })?,
-            )
-        }
+                    }
+                }),
+            },
+        )?),
         _ => None,
     };
     let previous = SCOPE.with(|s| {
@@ -428,17 +508,20 @@ mod tests {
         let lock = Arc::new(WriterLock::default());
         let counters = Arc::new(Counters::default());
         let order = Arc::new(Mutex::new(Vec::new()));
-        let first = lock.acquire(far(), &counters);
+        let first = lock.acquire(far(), &counters, GateWait::Bounded);
         assert!(first.is_ok());
         // Held: a waiter with a short deadline gives up, and leaves the queue.
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(matches!(lock.acquire(soon, &counters), Err(Held::HereLock)));
+        assert!(matches!(
+            lock.acquire(soon, &counters, GateWait::Bounded),
+            Err(Held::HereLock)
+        ));
         assert!(lock.lock_state().queue.is_empty());
         let mut threads = Vec::new();
         for i in 0..4 {
             let (waiter, counters, order) = (lock.clone(), counters.clone(), order.clone());
             threads.push(std::thread::spawn(move || {
-                let guard = waiter.acquire(far(), &counters);
+                let guard = waiter.acquire(far(), &counters, GateWait::Bounded);
                 assert!(guard.is_ok());
                 order.lock().unwrap_or_else(|e| e.into_inner()).push(i);
             }));

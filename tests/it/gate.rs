@@ -167,3 +167,90 @@ fn a_gate_held_elsewhere_is_waited_for_and_the_busy_timeout_is_the_total_wait() 
     // And the store let go of it after its write.
     assert!(try_gate(&open_rw(&path)));
 }
+
+/// The names of this process's threads (`/proc/self/task/*/comm`, 15 characters at most).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_committer_waits_for_the_gate_itself_and_its_queued_writers_still_time_out() {
+    let timeout = Duration::from_millis(300);
+    let (_dir, path, store) = file_store_with(StoreOptions::new().with_busy_timeout(timeout));
+    let held = hold_the_gate(&path);
+    // Async writers on a current-thread runtime are committed by the committer thread.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            for i in 0..2 {
+                let started = Instant::now();
+                let result = rt.block_on(
+                    eventhubs_checkpointstore_sqlite::CheckpointStore::claim_ownership(
+                        &store,
+                        &[claim(&i.to_string(), Some("a"), None)],
+                    ),
+                );
+                tx.send((result.map(|c| c.len()), started.elapsed()))
+                    .unwrap();
+            }
+        })
+    };
+    wait_for(
+        || store.commit_stats().gate_waits > 0,
+        "the committer to wait at the gate",
+    );
+    // It blocks in the kernel's queue itself, with a watch over its queue. (Whether a gate
+    // helper runs cannot be asked here: other tests of this binary start theirs.)
+    // (A new thread names itself once it runs.)
+    wait_for(
+        || thread_names().iter().any(|n| n == "eh-checkpoint-w"),
+        "a watch thread",
+    );
+    // Both writes (the second queued while the committer is still blocked) give up at their
+    // busy timeout, with nothing written.
+    for i in 0..2 {
+        let (result, waited) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a queued writer must get its answer while the committer waits");
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::Busy { .. }), "write {i}: {err}");
+        assert!(waited >= timeout, "write {i} gave up after {waited:?}");
+    }
+    writer.join().unwrap();
+    assert!(store
+        .blocking_list_ownerships(NS, HUB, GROUP)
+        .unwrap()
+        .is_empty());
+    // Once the holder lets go, the committer gets the gate, finds nothing to commit, and lets
+    // go too; the next write goes through and leaves the gate free.
+    drop(held);
+    let probe = open_rw(&path);
+    wait_for(
+        || gate_is_free(&probe),
+        "the committer to let go of the gate",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let won = rt
+        .block_on(
+            eventhubs_checkpointstore_sqlite::CheckpointStore::claim_ownership(
+                &store,
+                &[claim("0", Some("a"), None)],
+            ),
+        )
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    assert!(
+        try_gate(&probe),
+        "the store let go of the gate after its write"
+    );
+}
