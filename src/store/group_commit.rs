@@ -13,8 +13,12 @@
 //! - The leader holds the store's writer lock (`wait.rs`) for each batch, so the group commit
 //!   never meets a lock of another writer of this store.
 //! - A writer hears `Ok` only after the commit that holds its write has returned: at
-//!   `Durability::Full`, after the leader has fsynced the `-wal` (`durable.rs`), which it does
-//!   once the batch's locks are released, so the next writer commits meanwhile.
+//!   `Durability::Full`, after an fsync of the `-wal` that began after that commit
+//!   (`durable.rs`), outside the batch's locks, so other processes' writers commit meanwhile.
+//!   With no more writes queued the leader makes it itself; with more queued it hands the
+//!   batch to the store's *syncer thread* (started on first use, gone with the store) and
+//!   commits the next batch while the fsync runs; one fsync of the syncer answers every batch
+//!   handed to it before it began.
 //! - A fenced write is checked inside the batch's transaction. If its check fails it alone gets
 //!   [`Error::OwnershipLost`] and is not written; the others go on. Any other failure fails the
 //!   whole transaction, and every writer of the batch gets the error.
@@ -39,7 +43,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use rusqlite::TransactionBehavior;
@@ -127,6 +131,37 @@ pub(crate) struct GroupCommit {
     commits: AtomicU64,
     claims: AtomicU64,
     signal: Arc<Signal>,
+    syncs: Arc<Syncs>,
+}
+
+/// Batches committed at `Durability::Full` but not yet on disk, for the store's syncer thread:
+/// a leader with more writes queued hands its batch's fsync and answers here and commits the
+/// next batch meanwhile; one fsync puts every batch handed so far on disk.
+#[derive(Default)]
+struct Syncs {
+    state: Mutex<SyncState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    batches: Vec<Committed>,
+    /// The syncer thread runs (it is started on first use, and ends with the store).
+    running: bool,
+    /// Set when the store is dropped.
+    closed: bool,
+}
+
+/// A committed batch: each writer with its answer, and when its commit began.
+struct Committed {
+    answered: Vec<(Pending, Result<Answer>)>,
+    started: Instant,
+}
+
+impl Syncs {
+    fn lock(&self) -> MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Shared with the committer thread, which outlives no store: it holds only a weak handle.
@@ -141,6 +176,8 @@ struct Signal {
 
 impl Drop for GroupCommit {
     fn drop(&mut self) {
+        self.syncs.lock().closed = true;
+        self.syncs.ready.notify_all();
         self.signal.closed.store(true, Ordering::Release);
         if let Some(thread) = &*self.signal.thread.lock().unwrap_or_else(|e| e.into_inner()) {
             thread.unpark();
@@ -587,29 +624,109 @@ fn commit(inner: &Inner, committer: bool) {
     } else {
         wait::scope_with(counters, writer, wait::GateWait::Bounded, timeout, body)
     }
-    .map_err(|e| e.at(inner.path.as_deref()).waited(timeout))
-    // At `Durability::Full` the batch goes to disk here, outside every lock: the next writer,
-    // of this process or another, commits while this fsync runs (`durable.rs`).
-    .and_then(|()| inner.sync_wal());
-    if outcome.is_ok() {
-        // The time a writer waits for its answer, fsync included: what the spin wait is for.
-        inner.counters.note_commit(started.elapsed());
-    }
+    .map_err(|e| e.at(inner.path.as_deref()).waited(timeout));
     if !taken {
         // The transaction failed before it took the batch: the queued writes get its error.
         batch = std::mem::take(&mut inner.group.lock().pending);
     }
     let mut answers = answers.into_iter();
-    for p in batch {
-        let answer = answers.next();
-        p.reply.done(
-            p.id,
-            match (&outcome, answer) {
+    let answered: Vec<(Pending, Result<Answer>)> = batch
+        .into_iter()
+        .map(|p| {
+            let answer = match (&outcome, answers.next()) {
                 (Ok(()), Some(answer)) => answer,
                 (Err(e), _) => Err(e.clone()),
                 (Ok(()), None) => Err(Error::internal("a committed job has no answer")),
-            },
+            };
+            (p, answer)
+        })
+        .collect();
+    if outcome.is_err() || inner.wal_sync.is_none() {
+        answer_all(answered, Ok(()));
+        return;
+    }
+    // At `Durability::Full` the batch goes to disk before its writers hear of it, outside
+    // every lock: the next writer, of this process or another, commits while this fsync runs
+    // (`durable.rs`). With more writes queued, the syncer thread does it, so that the next
+    // batch commits meanwhile too.
+    let committed = Committed { answered, started };
+    let committed = if inner.group.lock().pending.is_empty() {
+        Some(committed)
+    } else {
+        hand_to_syncer(inner, committed)
+    };
+    if let Some(Committed { answered, started }) = committed {
+        let synced = inner.sync_wal();
+        if synced.is_ok() {
+            // The time a writer waits for its answer, fsync included: what the spin wait is for.
+            inner.counters.note_commit(started.elapsed());
+        }
+        answer_all(answered, synced);
+    }
+}
+
+/// Answers every writer; `synced` is whether its commit is on disk (an error replaces each
+/// successful answer: the write is committed but may not be on disk).
+fn answer_all(answered: Vec<(Pending, Result<Answer>)>, synced: Result<()>) {
+    for (p, answer) in answered {
+        let answer = match (&synced, answer) {
+            (Err(e), Ok(_)) => Err(e.clone()),
+            (_, answer) => answer,
+        };
+        p.reply.done(p.id, answer);
+    }
+}
+
+/// Gives `committed` to the store's syncer thread, starting it on first use; gives it back if
+/// the thread cannot be started (or the store is closing), for the caller to sync.
+fn hand_to_syncer(inner: &Inner, committed: Committed) -> Option<Committed> {
+    let syncs = &inner.group.syncs;
+    let mut state = syncs.lock();
+    if state.closed {
+        return Some(committed);
+    }
+    if !state.running {
+        let (syncs_for_thread, wal, counters) = (
+            Arc::clone(syncs),
+            inner.wal_sync.clone()?,
+            Arc::clone(&inner.counters),
         );
+        let started = std::thread::Builder::new()
+            .name("eh-checkpoint-sync".into())
+            .spawn(move || run_syncer(&syncs_for_thread, &wal, &counters));
+        if started.is_err() {
+            return Some(committed);
+        }
+        state.running = true;
+    }
+    state.batches.push(committed);
+    drop(state);
+    syncs.ready.notify_one();
+    None
+}
+
+/// The syncer thread: one fsync for every batch handed to it since the last, then their
+/// answers; until the store is dropped and nothing is left.
+fn run_syncer(syncs: &Syncs, wal: &super::durable::WalSync, counters: &wait::Counters) {
+    loop {
+        let batches = {
+            let mut state = syncs.lock();
+            while state.batches.is_empty() && !state.closed {
+                state = syncs.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            if state.batches.is_empty() {
+                state.running = false;
+                return;
+            }
+            std::mem::take(&mut state.batches)
+        };
+        let synced = wal.sync();
+        for Committed { answered, started } in batches {
+            if synced.is_ok() {
+                counters.note_commit(started.elapsed());
+            }
+            answer_all(answered, synced.clone());
+        }
     }
 }
 

@@ -64,7 +64,7 @@ pub(crate) struct Inner {
     counters: Arc<wait::Counters>,
     /// At [`Durability::Full`] on a file: the `-wal` this store fsyncs after each write, outside
     /// its locks; its connections commit at `synchronous=NORMAL` (`durable.rs`).
-    wal_sync: Option<durable::WalSync>,
+    pub(crate) wal_sync: Option<Arc<durable::WalSync>>,
     /// An in-memory database lives as long as one connection to it: this one.
     _keeper: Option<Mutex<Connection>>,
     /// What the open found of the file (`None` in memory). Last, so dropped last: after every
@@ -202,7 +202,7 @@ impl SqliteCheckpointStore {
         let self_sync = options.durability() == Durability::Full;
         let pool = Self::pool(&real, flags, &options, self_sync)?;
         let gate = gate::Gate::of(&held);
-        let wal_sync = self_sync.then(|| durable::WalSync::new(&real));
+        let wal_sync = self_sync.then(|| Arc::new(durable::WalSync::new(&real)));
         Ok(SqliteCheckpointStore {
             inner: Arc::new(Inner {
                 pool,
@@ -763,13 +763,13 @@ impl Inner {
     /// it outside the writer lock, before answering a writer.
     pub(crate) fn sync_wal(&self) -> Result<()> {
         self.wal_sync
-            .as_ref()
+            .as_deref()
             .map_or(Ok(()), durable::WalSync::sync)
     }
 
     /// How many times this store synced its `-wal` itself (`durable.rs`).
     pub(crate) fn wal_syncs(&self) -> u64 {
-        self.wal_sync.as_ref().map_or(0, durable::WalSync::syncs)
+        self.wal_sync.as_deref().map_or(0, durable::WalSync::syncs)
     }
 
     pub(crate) fn clock(&self) -> &dyn crate::options::Clock {

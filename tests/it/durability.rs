@@ -154,3 +154,39 @@ async fn at_normal_a_write_returns_before_it_is_on_disk() {
     );
     assert_eq!(store.commit_stats().wal_syncs, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_full_concurrent_writers_share_fsyncs_and_each_returns_after_one() {
+    let (_dir, path, store) = open(Durability::Full);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for seq in 0..50 {
+                let before = store.commit_stats().wal_syncs;
+                store
+                    .update_checkpoint(checkpoint(&w.to_string(), Some("1"), Some(seq)))
+                    .await
+                    .unwrap();
+                let after = store.commit_stats().wal_syncs;
+                assert!(after > before, "writer {w}: write {seq} returned unsynced");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert_eq!(dirty_pages(&wal(&path)), 0, "the -wal has dirty pages");
+    let stats = store.commit_stats();
+    assert!(stats.wal_syncs <= stats.commits, "{stats:?}");
+    // Batches with writes queued behind them were synced by the store's syncer thread.
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "eh-checkpoint-s"),
+        "no syncer thread: {names:?}"
+    );
+}
