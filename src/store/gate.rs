@@ -30,7 +30,7 @@
 //!   descriptor) until then. The one exception is the group commit's committer thread, which
 //!   no caller waits on: it blocks in the kernel's queue itself ([`Gate::enter_blocking`]),
 //!   one wake-up sooner, while a watch thread answers `Busy` to each queued writer whose busy
-//!   timeout runs out (`group_commit::expire_queued`).
+//!   timeout runs out (`group_commit::Watch`).
 //! - **Best effort.** If the lock fails with anything but "held", the gate turns itself off for
 //!   the file and writers go straight to SQLite's lock, which is correct without it.
 

@@ -132,6 +132,7 @@ pub(crate) struct GroupCommit {
     claims: AtomicU64,
     signal: Arc<Signal>,
     syncs: Arc<Syncs>,
+    watch: Arc<Watch>,
 }
 
 /// Batches committed at `Durability::Full` but not yet on disk, for the store's syncer thread:
@@ -178,6 +179,7 @@ impl Drop for GroupCommit {
     fn drop(&mut self) {
         self.syncs.lock().closed = true;
         self.syncs.ready.notify_all();
+        self.watch.close();
         self.signal.closed.store(true, Ordering::Release);
         if let Some(thread) = &*self.signal.thread.lock().unwrap_or_else(|e| e.into_inner()) {
             thread.unpark();
@@ -509,7 +511,7 @@ pub(super) async fn wait_awake<F: Future + Unpin>(mut answer: F, bound: Duration
 /// write is committed; then it hands leadership to a waiting blocking writer if there is one.
 /// Returns true if writes are still queued and no one took them: leadership is still taken,
 /// and the caller must hand it on.
-fn lead(inner: &Inner, until: Option<u64>) -> bool {
+fn lead(inner: &Arc<Inner>, until: Option<u64>) -> bool {
     let mut guard = FailPendingOnPanic(inner, true);
     let mut first = true;
     let needs_leader = loop {
@@ -552,10 +554,10 @@ fn hand_off(q: &Queue) -> bool {
 /// The `committer` thread, which no caller waits on, waits for another process's turn in the
 /// kernel's queue itself (`wait::GateWait::Watched`), woken by the kernel when the gate is
 /// released: one wake-up fewer per turn than through the gate's helper thread (4 processes'
-/// claim p99 at NORMAL 1.3-1.5 ms against 1.5-2.9 in `steal`). Meanwhile a watch thread
-/// ([`expire_queued`]) answers [`Error::Busy`] to each queued writer whose busy timeout has
+/// claim p99 at NORMAL 1.3-1.5 ms against 1.5-2.9 in `steal`). Meanwhile the store's watch
+/// thread ([`Watch`]) answers [`Error::Busy`] to each queued writer whose busy timeout has
 /// run out, as a bounded wait would have.
-fn commit(inner: &Inner, committer: bool) {
+fn commit(inner: &Arc<Inner>, committer: bool) {
     let mut batch: Vec<Pending> = Vec::new();
     // Each job's own answer, valid only if the transaction commits.
     let mut answers: Vec<Result<Answer>> = Vec::new();
@@ -607,20 +609,14 @@ fn commit(inner: &Inner, committer: bool) {
     };
     let (counters, writer) = (&inner.counters, Some(&inner.writer));
     let outcome = if committer && inner.writer.has_gate() {
-        let watch = wait::Watchdog::default();
-        std::thread::scope(|s| {
-            let start = || {
-                std::thread::Builder::new()
-                    .name("eh-checkpoint-watch".into())
-                    .spawn_scoped(s, || expire_queued(inner, &watch, timeout))
-                    .is_ok()
-            };
-            let how = wait::GateWait::Watched {
-                start: &start,
-                watch: &watch,
-            };
-            wait::scope_with(counters, writer, how, timeout, body)
-        })
+        let watch = &inner.group.watch;
+        let start = || watch.start(inner);
+        let stop = || watch.stop();
+        let how = wait::GateWait::Watched {
+            start: &start,
+            stop: &stop,
+        };
+        wait::scope_with(counters, writer, how, timeout, body)
     } else {
         wait::scope_with(counters, writer, wait::GateWait::Bounded, timeout, body)
     }
@@ -730,36 +726,125 @@ fn run_syncer(syncs: &Syncs, wal: &super::durable::WalSync, counters: &wait::Cou
     }
 }
 
-/// The watch over the queue while the committer waits for the gate past any deadline: answers
+/// The watch over the queue while the committer waits for the gate past any deadline: a
+/// thread of the store's (started on first use, gone with the store) that answers
 /// [`Error::Busy`] to each queued writer once its busy timeout (from when it was queued) has
-/// run out, until `watch` is stopped.
-fn expire_queued(inner: &Inner, watch: &wait::Watchdog, timeout: Duration) {
-    loop {
-        let next = inner.group.lock().pending.iter().map(|p| p.since).min();
-        let until = next.unwrap_or_else(Instant::now) + timeout;
-        if watch.wait_until(until) {
-            return;
+/// run out, from `start` to `stop`. Persistent, so that a wait for the gate costs no thread
+/// start (and no join) in the committer's way.
+#[derive(Default)]
+struct Watch {
+    state: Mutex<WatchState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct WatchState {
+    watching: bool,
+    running: bool,
+    closed: bool,
+}
+
+impl Watch {
+    fn lock(&self) -> MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts watching `inner`'s queue, starting the thread on first use; false if it cannot.
+    fn start(&self, inner: &Arc<Inner>) -> bool {
+        let mut state = self.lock();
+        if !state.running {
+            let (store, watch) = (Arc::downgrade(inner), Arc::clone(&inner.group.watch));
+            let timeout = inner.options.busy_timeout();
+            let started = std::thread::Builder::new()
+                .name("eh-checkpoint-watch".into())
+                .spawn(move || watch.run(&store, timeout));
+            if started.is_err() {
+                return false;
+            }
+            state.running = true;
         }
-        let now = Instant::now();
-        let expired: Vec<Pending> = {
-            let mut q = inner.group.lock();
-            let (expired, kept) = std::mem::take(&mut q.pending)
-                .into_iter()
-                .partition(|p| now.saturating_duration_since(p.since) >= timeout);
-            q.pending = kept;
-            expired
-        };
-        let error = Error::Busy {
-            path: None,
-            timeout: Some(timeout),
-            source: crate::error::message(
-                "a writer of another process held the write lock past the busy timeout",
-            ),
+        state.watching = true;
+        drop(state);
+        self.changed.notify_all();
+        true
+    }
+
+    fn stop(&self) {
+        let mut state = self.lock();
+        if state.watching {
+            state.watching = false;
+            drop(state);
+            self.changed.notify_all();
         }
-        .at(inner.path.as_deref());
-        for p in expired {
-            p.reply.done(p.id, Err(error.clone()));
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// The thread: waits to be started, then expires queued writers until stopped; until the
+    /// store is dropped. It holds the store only while it watches.
+    fn run(&self, store: &Weak<Inner>, timeout: Duration) {
+        loop {
+            let mut state = self.lock();
+            while !state.watching && !state.closed {
+                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            if state.closed {
+                return;
+            }
+            drop(state);
+            let Some(inner) = store.upgrade() else { return };
+            loop {
+                let next = inner.group.lock().pending.iter().map(|p| p.since).min();
+                let until = next.unwrap_or_else(Instant::now) + timeout;
+                let mut state = self.lock();
+                loop {
+                    let now = Instant::now();
+                    if !state.watching || state.closed || now >= until {
+                        break;
+                    }
+                    state = self
+                        .changed
+                        .wait_timeout(state, until - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                if !state.watching || state.closed {
+                    break;
+                }
+                drop(state);
+                expire_queued(&inner, timeout);
+            }
         }
+    }
+}
+
+/// Answers [`Error::Busy`] to each queued writer whose busy timeout has run out.
+fn expire_queued(inner: &Inner, timeout: Duration) {
+    let now = Instant::now();
+    let expired: Vec<Pending> = {
+        let mut q = inner.group.lock();
+        let (expired, kept) = std::mem::take(&mut q.pending)
+            .into_iter()
+            .partition(|p| now.saturating_duration_since(p.since) >= timeout);
+        q.pending = kept;
+        expired
+    };
+    if expired.is_empty() {
+        return;
+    }
+    let error = Error::Busy {
+        path: None,
+        timeout: Some(timeout),
+        source: crate::error::message(
+            "a writer of another process held the write lock past the busy timeout",
+        ),
+    }
+    .at(inner.path.as_deref());
+    for p in expired {
+        p.reply.done(p.id, Err(error.clone()));
     }
 }
 

@@ -187,15 +187,15 @@ impl WriterLock {
                 };
                 let entered = match how {
                     GateWait::Bounded => gate.enter(deadline, waited),
-                    GateWait::Watched { start, watch } => {
-                        // Stopped however the wait ends: the watch's thread is joined after it.
-                        struct Stop<'a>(&'a Watchdog);
+                    GateWait::Watched { start, stop } => {
+                        // Stopped however the wait ends.
+                        struct Stop<'a>(&'a dyn Fn());
                         impl Drop for Stop<'_> {
                             fn drop(&mut self) {
-                                self.0.stop();
+                                (self.0)();
                             }
                         }
-                        let _stop = Stop(watch);
+                        let _stop = Stop(stop);
                         gate.enter_blocking(deadline, waited, start)
                     }
                 };
@@ -253,41 +253,11 @@ pub(crate) enum GateWait<'a> {
     /// a thread that no caller waits on does this (the group commit's committer), while a
     /// watch answers the queued writers whose busy timeout runs out meanwhile. `start` starts
     /// that watch just before blocking (false if it cannot: then the wait is bounded, through
-    /// the helper); `watch` is told to stop once the gate is taken.
+    /// the helper); `stop` stops it once the gate is taken (or the wait failed).
     Watched {
         start: &'a dyn Fn() -> bool,
-        watch: &'a Watchdog,
+        stop: &'a dyn Fn(),
     },
-}
-
-/// Tells a watch (see [`GateWait::Watched`]) to stop.
-#[derive(Debug, Default)]
-pub(crate) struct Watchdog {
-    stopped: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Watchdog {
-    pub(crate) fn stop(&self) {
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.changed.notify_all();
-    }
-
-    /// Waits until `until` or until stopped; true if stopped.
-    pub(crate) fn wait_until(&self, until: Instant) -> bool {
-        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let now = Instant::now();
-            if *stopped || now >= until {
-                return *stopped;
-            }
-            stopped = self
-                .changed
-                .wait_timeout(stopped, until - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
 }
 
 /// Which lock a writer could not take by its deadline.
