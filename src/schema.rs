@@ -156,6 +156,18 @@ fn header(path: &Path) -> Option<(Vec<u8>, u64)> {
 /// fails with a generic error. Runs before the file is opened; a file that cannot be read or is
 /// not (yet) a SQLite database passes, for the open to judge.
 pub(crate) fn check_header(path: &Path) -> Result<()> {
+    // SQLite's unix VFS reports a file of one byte as empty (a workaround for the msdos file
+    // system of OS X, where SQLite starts a database by writing one 'S'), and so would write a
+    // new database over it: a file of one byte is not one we created.
+    if let Ok((_, 1)) = crate::files::read_start(path, 1) {
+        return Err(Error::NotADatabase {
+            path: None,
+            reason: "it is not a SQLite database: it holds a single byte, which SQLite would \
+                     take for an empty database and write over"
+                .to_owned(),
+            source: None,
+        });
+    }
     let Some((header, _)) = header(path) else {
         return Ok(());
     };

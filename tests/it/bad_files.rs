@@ -573,6 +573,22 @@ fn a_file_that_is_not_sqlite_is_refused_and_untouched() {
     );
 }
 
+/// SQLite's unix VFS reports a file of one byte as empty and would write a new database over
+/// it (found by `arbitrary_bytes_…` with the seed 1796233978099199805: a file holding "S").
+#[test]
+fn a_file_of_one_byte_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    for byte in [b'S', b'x', 0] {
+        let path = dir.path().join(format!("one-{byte}.db"));
+        std::fs::write(&path, [byte]).unwrap();
+        let err = refused_untouched(&path, |e| matches!(e, Error::NotADatabase { .. }));
+        assert!(err.to_string().contains("single byte"), "{err}");
+        let err = SqliteCheckpointStore::open_read_only(&path).unwrap_err();
+        assert!(matches!(err, Error::NotADatabase { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), [byte]);
+    }
+}
+
 #[test]
 fn another_applications_sqlite_database_is_refused_and_untouched() {
     let dir = tempfile::tempdir().unwrap();
