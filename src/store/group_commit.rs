@@ -638,6 +638,9 @@ fn commit(inner: &Arc<Inner>, committer: bool) {
         })
         .collect();
     if outcome.is_err() || inner.wal_sync.is_none() {
+        if outcome.is_ok() {
+            inner.counters.note_commit(started.elapsed());
+        }
         answer_all(answered, Ok(()));
         return;
     }

@@ -862,6 +862,32 @@ mod tests {
         store.interact_read(|_, _| Ok(thread::current().id()))
     }
 
+    /// The spin wait is judged by how long commits take, at either durability and in memory.
+    #[test]
+    fn every_group_commit_feeds_the_commit_average() -> Outcome {
+        let dir = tempfile::tempdir()?;
+        for (i, durability) in [Durability::Full, Durability::Normal]
+            .into_iter()
+            .enumerate()
+        {
+            let path = dir.path().join(format!("{i}.db"));
+            let options = StoreOptions::new().with_durability(durability);
+            let store = SqliteCheckpointStore::open_with(&path, options)?;
+            assert_eq!(store.inner.counters.recent_commit(), Duration::ZERO);
+            store.blocking_update_checkpoint(&Checkpoint {
+                fully_qualified_namespace: "ns".into(),
+                event_hub_name: "hub".into(),
+                consumer_group: "$default".into(),
+                partition_id: "0".into(),
+                offset: Some("1".into()),
+                sequence_number: Some(1),
+            })?;
+            let recent = store.inner.counters.recent_commit();
+            assert!(recent > Duration::ZERO, "{durability:?}: {recent:?}");
+        }
+        Ok(())
+    }
+
     #[test]
     fn a_read_runs_on_the_callers_thread_on_a_multi_thread_runtime_only() -> Outcome {
         let store = SqliteCheckpointStore::open_in_memory()?;

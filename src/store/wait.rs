@@ -110,6 +110,12 @@ impl Counters {
         }
     }
 
+    /// The moving average of recent group commits (zero before the first).
+    #[cfg(test)]
+    pub(crate) fn recent_commit(&self) -> Duration {
+        Duration::from_micros(self.recent_commit_us.load(Ordering::Relaxed))
+    }
+
     /// Notes how long a group commit took.
     pub(crate) fn note_commit(&self, took: Duration) {
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
