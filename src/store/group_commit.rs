@@ -213,8 +213,9 @@ pub struct CommitStats {
     /// lock; elsewhere they meet in the busy handler (`busy_waits`).
     pub gate_waits: u64,
     /// Times the store synced its `-wal` itself after a write, outside its locks: at
-    /// [`Durability::Full`](crate::Durability::Full) on a file, once per transaction of the
-    /// group commit and once per other write operation; otherwise zero.
+    /// [`Durability::Full`](crate::Durability::Full) on a file, at most once per transaction of
+    /// the group commit (one fsync may cover several) and once per other write operation;
+    /// otherwise zero.
     pub wal_syncs: u64,
 }
 
@@ -685,11 +686,10 @@ fn hand_to_syncer(inner: &Inner, committed: Committed) -> Option<Committed> {
         return Some(committed);
     }
     if !state.running {
-        let (syncs_for_thread, wal, counters) = (
-            Arc::clone(syncs),
-            inner.wal_sync.clone()?,
-            Arc::clone(&inner.counters),
-        );
+        let Some(wal) = inner.wal_sync.clone() else {
+            return Some(committed);
+        };
+        let (syncs_for_thread, counters) = (Arc::clone(syncs), Arc::clone(&inner.counters));
         let started = std::thread::Builder::new()
             .name("eh-checkpoint-sync".into())
             .spawn(move || run_syncer(&syncs_for_thread, &wal, &counters));
@@ -841,9 +841,7 @@ fn expire_queued(inner: &Inner, timeout: Duration) {
     let error = Error::Busy {
         path: None,
         timeout: Some(timeout),
-        source: crate::error::message(
-            "a writer of another process held the write lock past the busy timeout",
-        ),
+        source: crate::error::message(wait::GATE_HELD),
     }
     .at(inner.path.as_deref());
     for p in expired {

@@ -862,7 +862,7 @@ mod tests {
         store.interact_read(|_, _| Ok(thread::current().id()))
     }
 
-    /// The spin wait is judged by how long commits take, at either durability and in memory.
+    /// The spin wait is judged by how long commits take, at either durability.
     #[test]
     fn every_group_commit_feeds_the_commit_average() -> Outcome {
         let dir = tempfile::tempdir()?;

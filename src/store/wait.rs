@@ -248,6 +248,10 @@ impl WriterLock {
     }
 }
 
+/// Why a writer that waited for the gate past its busy timeout failed.
+pub(crate) const GATE_HELD: &str =
+    "a writer of another process held the write lock past the busy timeout";
+
 /// How the holder of a [`WriterLock`] waits for the gate while another process holds it.
 #[derive(Clone, Copy)]
 pub(crate) enum GateWait<'a> {
@@ -346,10 +350,7 @@ pub(crate) fn scope_with<T>(
                         "another writer of this store held the write lock past the busy \
                              timeout"
                     }
-                    Held::Gate => {
-                        "a writer of another process held the write lock past the busy \
-                             timeout"
-                    }
+                    Held::Gate => GATE_HELD,
                 }),
             },
         )?),
