@@ -74,7 +74,14 @@ def parse_rust(lines):
 def test_python_and_rust_processors_share_one_group(tmp_path):
     db = str(tmp_path / "fleet.db")
     rust = {"rust-1": rust_worker(db, "rust-1")}
-    time.sleep(2)
+    # The first Rust worker holds every partition before a Python processor starts, so that the
+    # Python side has to take some from it: its balanced strategy claims one a cycle, and
+    # after a fixed 2 s it held about half, the Python side took only free ones, and no
+    # partition moved from Rust to Python (1 run in 4 in CI).
+    deadline = time.monotonic() + 60
+    while len({f[0] for k, f in parse_rust(list(rust["rust-1"].out)) if k == "C"}) < PARTITIONS:
+        assert time.monotonic() < deadline, "rust-1 did not claim every partition in 60 s"
+        time.sleep(0.1)
     py = [python_processor(db, 16)]
     time.sleep(2)
     rust["rust-2"] = rust_worker(db, "rust-2")
