@@ -141,6 +141,18 @@ impl ClaimRequest for models::Ownership {
     }
 }
 
+impl ops::Listed for models::Ownership {
+    fn partition_id(&self) -> &str {
+        &self.partition_id
+    }
+}
+
+impl ops::Listed for models::Checkpoint {
+    fn partition_id(&self) -> &str {
+        &self.partition_id
+    }
+}
+
 /// The official trait, by the store's own code: a lost claim is left out of the result
 /// (never an error, because `EventProcessor` stops on any claim error), every won claim has a
 /// new etag and time, the three names match case-insensitively, and a release reads back as
@@ -164,16 +176,16 @@ impl azure_messaging_eventhubs::CheckpointStore for SqliteCheckpointStore {
         let names = [namespace, event_hub_name, consumer_group].map(ToOwned::to_owned);
         let list = self.interact_read(move |_, c| {
             let [ns, hub, group] = &names;
-            ops::list_checkpoints(c, (ns, hub, group))
+            ops::list_checkpoints(c, (ns, hub, group), |r| models::Checkpoint {
+                fully_qualified_namespace: ns.clone(),
+                event_hub_name: hub.clone(),
+                consumer_group: group.clone(),
+                partition_id: r.partition_id.to_owned(),
+                offset: r.offset.map(ToOwned::to_owned),
+                sequence_number: r.sequence_number,
+            })
         });
-        Ok(list.await?.map(|r| models::Checkpoint {
-            fully_qualified_namespace: namespace.to_owned(),
-            event_hub_name: event_hub_name.to_owned(),
-            consumer_group: consumer_group.to_owned(),
-            partition_id: r.partition_id.to_owned(),
-            offset: r.offset.map(ToOwned::to_owned),
-            sequence_number: r.sequence_number,
-        }))
+        Ok(list.await?)
     }
 
     async fn list_ownerships(
@@ -185,17 +197,17 @@ impl azure_messaging_eventhubs::CheckpointStore for SqliteCheckpointStore {
         let names = [namespace, event_hub_name, consumer_group].map(ToOwned::to_owned);
         let list = self.interact_read(move |_, c| {
             let [ns, hub, group] = &names;
-            ops::list_ownerships(c, (ns, hub, group))
+            ops::list_ownerships(c, (ns, hub, group), |r| models::Ownership {
+                fully_qualified_namespace: ns.clone(),
+                event_hub_name: hub.clone(),
+                consumer_group: group.clone(),
+                partition_id: r.partition_id.to_owned(),
+                owner_id: r.owner_id.map(ToOwned::to_owned),
+                etag: Some(Etag::from(r.etag)),
+                last_modified_time: Some(r.last_modified),
+            })
         });
-        Ok(list.await?.map(|r| models::Ownership {
-            fully_qualified_namespace: namespace.to_owned(),
-            event_hub_name: event_hub_name.to_owned(),
-            consumer_group: consumer_group.to_owned(),
-            partition_id: r.partition_id.to_owned(),
-            owner_id: r.owner_id.map(ToOwned::to_owned),
-            etag: Some(Etag::from(r.etag)),
-            last_modified_time: Some(r.last_modified),
-        }))
+        Ok(list.await?)
     }
 
     async fn update_checkpoint(&self, checkpoint: models::Checkpoint) -> azure_core::Result<()> {

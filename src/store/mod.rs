@@ -575,8 +575,7 @@ impl SqliteCheckpointStore {
         consumer_group: &str,
     ) -> Result<Vec<Ownership>> {
         let names = (fully_qualified_namespace, event_hub_name, consumer_group);
-        let list = self.with_read_conn(|_, c| ops::list_ownerships(c, names))?;
-        Ok(list.ownerships(fully_qualified_namespace, event_hub_name, consumer_group))
+        self.with_read_conn(|_, c| ops::list_ownerships(c, names, ops::ownership_model(names)))
     }
 
     /// [`CheckpointStore::list_checkpoints`] on the calling thread.
@@ -590,8 +589,7 @@ impl SqliteCheckpointStore {
         consumer_group: &str,
     ) -> Result<Vec<Checkpoint>> {
         let names = (fully_qualified_namespace, event_hub_name, consumer_group);
-        let list = self.with_read_conn(|_, c| ops::list_checkpoints(c, names))?;
-        Ok(list.checkpoints(fully_qualified_namespace, event_hub_name, consumer_group))
+        self.with_read_conn(|_, c| ops::list_checkpoints(c, names, ops::checkpoint_model(names)))
     }
 
     /// [`CheckpointStore::update_checkpoint`] on the calling thread.
@@ -792,10 +790,11 @@ impl CheckpointStore for SqliteCheckpointStore {
         consumer_group: &str,
     ) -> Result<Vec<Ownership>> {
         let (ns, hub, group) = owned(fully_qualified_namespace, event_hub_name, consumer_group);
-        let list = self.interact_read(move |_, c| ops::list_ownerships(c, (&ns, &hub, &group)));
-        Ok(list
-            .await?
-            .ownerships(fully_qualified_namespace, event_hub_name, consumer_group))
+        self.interact_read(move |_, c| {
+            let names = (ns.as_str(), hub.as_str(), group.as_str());
+            ops::list_ownerships(c, names, ops::ownership_model(names))
+        })
+        .await
     }
 
     async fn list_checkpoints(
@@ -805,10 +804,11 @@ impl CheckpointStore for SqliteCheckpointStore {
         consumer_group: &str,
     ) -> Result<Vec<Checkpoint>> {
         let (ns, hub, group) = owned(fully_qualified_namespace, event_hub_name, consumer_group);
-        let list = self.interact_read(move |_, c| ops::list_checkpoints(c, (&ns, &hub, &group)));
-        Ok(list
-            .await?
-            .checkpoints(fully_qualified_namespace, event_hub_name, consumer_group))
+        self.interact_read(move |_, c| {
+            let names = (ns.as_str(), hub.as_str(), group.as_str());
+            ops::list_checkpoints(c, names, ops::checkpoint_model(names))
+        })
+        .await
     }
 
     async fn update_checkpoint(&self, checkpoint: Checkpoint) -> Result<()> {

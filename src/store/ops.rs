@@ -304,79 +304,48 @@ const LIST_OWNERSHIPS: &str = "\
     SELECT partition_id, owner_id, etag, last_modified FROM ownership \
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3";
 
-/// The rows of a list, in partition order, with every text column copied into one buffer.
-/// A list is read on a worker thread and its model (ours or the official one, a string per
-/// field) built from this on the caller's thread, which also frees it. Built on the worker and
-/// freed by the caller, a list of 1024 took 1.5× plain rusqlite's time; packed, 1.2×
-/// (BENCHMARKS.md, fifth pass).
-pub(crate) struct Packed<R> {
-    text: String,
-    rows: Vec<R>,
-    /// The rows' indexes in partition order (set by `sort`, which every list ends with).
-    order: Vec<u32>,
+/// A listed row's partition id, by which a list is put in partition order.
+pub(crate) trait Listed {
+    fn partition_id(&self) -> &str;
 }
 
-/// Where a text lies in its [`Packed`] buffer.
-#[derive(Clone, Copy)]
-pub(crate) struct Span(u32, u32);
+impl Listed for Ownership {
+    fn partition_id(&self) -> &str {
+        &self.partition_id
+    }
+}
 
-impl<R> Packed<R> {
-    fn new() -> Self {
-        Packed {
-            text: String::new(),
-            rows: Vec::new(),
-            order: Vec::new(),
+impl Listed for Checkpoint {
+    fn partition_id(&self) -> &str {
+        &self.partition_id
+    }
+}
+
+/// Puts `rows` in `model::partition_order`: numeric ids by value (ties by text), then the
+/// others by text. Each id is parsed once and only indexes are sorted; then each row moves
+/// once, into the returned list (rows come out of the primary key in text order, "10" before
+/// "2"). A list is built straight into the caller's model as its rows are read, as plain
+/// rusqlite does; the packed text buffer this replaced was no faster once only indexes were
+/// sorted (BENCHMARKS.md, eighth pass).
+fn in_partition_order<T: Listed>(mut rows: Vec<Option<T>>) -> Vec<T> {
+    fn id<T: Listed>(r: &Option<T>) -> &str {
+        r.as_ref().map_or("", Listed::partition_id)
+    }
+    let mut numeric: Vec<(u128, usize)> = Vec::with_capacity(rows.len());
+    let mut other: Vec<usize> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        match numeric_id(id(r)) {
+            Some(n) => numeric.push((n, i)),
+            None => other.push(i),
         }
     }
-
-    /// Copies `s` into the buffer.
-    fn push(&mut self, s: &str) -> Result<Span> {
-        let start = self.text.len();
-        self.text.push_str(s);
-        match (u32::try_from(start), u32::try_from(self.text.len())) {
-            (Ok(start), Ok(end)) => Ok(Span(start, end)),
-            _ => Err(Error::internal("a list of more than 4 GiB of text")),
-        }
-    }
-
-    fn str(&self, span: Span) -> &str {
-        &self.text[span.0 as usize..span.1 as usize]
-    }
-
-    fn add(&mut self, row: R) -> Result<()> {
-        if self.rows.len() >= u32::MAX as usize {
-            return Err(Error::internal("a list of more than 2^32 rows"));
-        }
-        self.rows.push(row);
-        Ok(())
-    }
-
-    /// Orders the rows by `model::partition_order` of their `id`: numeric ids by value (ties by
-    /// text), then the others by text. Each id is parsed once, and only indexes move (rows come
-    /// out of the primary key in text order, "10" before "2").
-    fn sort(mut self, id: impl Fn(&R) -> Span) -> Self {
-        let mut numeric: Vec<(u128, u32)> = Vec::with_capacity(self.rows.len());
-        let mut other: Vec<u32> = Vec::new();
-        for (i, r) in (0u32..).zip(&self.rows) {
-            match numeric_id(self.str(id(r))) {
-                Some(n) => numeric.push((n, i)),
-                None => other.push(i),
-            }
-        }
-        let text_of = |i: u32| self.str(id(&self.rows[i as usize]));
-        numeric
-            .sort_unstable_by(|(x, a), (y, b)| x.cmp(y).then_with(|| text_of(*a).cmp(text_of(*b))));
-        other.sort_unstable_by(|a, b| text_of(*a).cmp(text_of(*b)));
-        let mut order: Vec<u32> = numeric.into_iter().map(|(_, i)| i).collect();
-        order.extend(other);
-        self.order = order;
-        self
-    }
-
-    /// The rows in partition order.
-    fn ordered(&self) -> impl Iterator<Item = &R> {
-        self.order.iter().map(|&i| &self.rows[i as usize])
-    }
+    let text = |i: usize| id(&rows[i]);
+    numeric.sort_unstable_by(|(x, a), (y, b)| x.cmp(y).then_with(|| text(*a).cmp(text(*b))));
+    other.sort_unstable_by(|a, b| text(*a).cmp(text(*b)));
+    let order = numeric.iter().map(|&(_, i)| i).chain(other);
+    order
+        .filter_map(|i| rows.get_mut(i).and_then(Option::take))
+        .collect()
 }
 
 /// A text column of a listed row (not NULL).
@@ -395,14 +364,6 @@ fn text_or_null<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r s
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, value.data_type(), e.into()))?)
 }
 
-/// An ownership row in its [`Packed`] list.
-pub(crate) struct PackedOwnership {
-    partition_id: Span,
-    owner_id: Option<Span>,
-    etag: Span,
-    last_modified: OffsetDateTime,
-}
-
 /// One listed ownership row, for the caller to map into the model it returns.
 pub(crate) struct OwnershipRow<'a> {
     pub partition_id: &'a str,
@@ -411,59 +372,40 @@ pub(crate) struct OwnershipRow<'a> {
     pub last_modified: OffsetDateTime,
 }
 
-impl Packed<PackedOwnership> {
-    /// The rows, each mapped by `make`.
-    pub(crate) fn map<T>(&self, mut make: impl FnMut(OwnershipRow<'_>) -> T) -> Vec<T> {
-        let rows = self.ordered().map(|r| OwnershipRow {
-            partition_id: self.str(r.partition_id),
-            owner_id: r.owner_id.map(|o| self.str(o)),
-            etag: self.str(r.etag),
-            last_modified: r.last_modified,
-        });
-        rows.map(&mut make).collect()
-    }
-
-    /// Our model, with the names spelled as the caller spelled them.
-    pub(crate) fn ownerships(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-    ) -> Vec<Ownership> {
-        self.map(|r| Ownership {
-            fully_qualified_namespace: namespace.to_owned(),
-            event_hub_name: event_hub.to_owned(),
-            consumer_group: consumer_group.to_owned(),
-            partition_id: r.partition_id.to_owned(),
-            owner_id: r.owner_id.map(ToOwned::to_owned),
-            etag: Some(r.etag.to_owned()),
-            last_modified_time: Some(r.last_modified),
-        })
+/// Our model of a listed ownership, with the names spelled as the caller spelled them.
+pub(crate) fn ownership_model<'a>(
+    (namespace, event_hub, consumer_group): (&'a str, &'a str, &'a str),
+) -> impl FnMut(OwnershipRow<'_>) -> Ownership + 'a {
+    move |r| Ownership {
+        fully_qualified_namespace: namespace.to_owned(),
+        event_hub_name: event_hub.to_owned(),
+        consumer_group: consumer_group.to_owned(),
+        partition_id: r.partition_id.to_owned(),
+        owner_id: r.owner_id.map(ToOwned::to_owned),
+        etag: Some(r.etag.to_owned()),
+        last_modified_time: Some(r.last_modified),
     }
 }
 
-/// The ownerships of one (namespace, hub, group), in partition order.
-pub(crate) fn list_ownerships(
+/// The ownerships of one (namespace, hub, group), each mapped by `make`, in partition order.
+pub(crate) fn list_ownerships<T: Listed>(
     conn: &Connection,
     (namespace, event_hub, consumer_group): (&str, &str, &str),
-) -> Result<Packed<PackedOwnership>> {
+    mut make: impl FnMut(OwnershipRow<'_>) -> T,
+) -> Result<Vec<T>> {
     let g = GroupKey::new(namespace, event_hub, consumer_group)?;
     let mut stmt = conn.prepare_cached(LIST_OWNERSHIPS)?;
     let mut rows = stmt.query(params![g.namespace, g.event_hub, g.consumer_group])?;
-    let mut out = Packed::new();
+    let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let partition_id = out.push(text(r, 0)?)?;
-        let owner_id = text_or_null(r, 1)?.map(|o| out.push(o)).transpose()?;
-        let etag = out.push(text(r, 2)?)?;
-        let last_modified = from_nanos(r.get(3)?)?;
-        out.add(PackedOwnership {
-            partition_id,
-            owner_id,
-            etag,
-            last_modified,
-        })?;
+        out.push(Some(make(OwnershipRow {
+            partition_id: text(r, 0)?,
+            owner_id: text_or_null(r, 1)?,
+            etag: text(r, 2)?,
+            last_modified: from_nanos(r.get(3)?)?,
+        })));
     }
-    Ok(out.sort(|r| r.partition_id))
+    Ok(in_partition_order(out))
 }
 
 /// A partition id's numeric value, if it is all ASCII digits (see `model::partition_order`).
@@ -480,13 +422,6 @@ const LIST_CHECKPOINTS: &str = "\
     WHERE namespace = ?1 AND event_hub = ?2 AND consumer_group = ?3 \
       AND (event_offset IS NOT NULL OR sequence_number IS NOT NULL)";
 
-/// A checkpoint row in its [`Packed`] list.
-pub(crate) struct PackedCheckpoint {
-    partition_id: Span,
-    offset: Option<Span>,
-    sequence_number: Option<i64>,
-}
-
 /// One listed checkpoint row.
 pub(crate) struct CheckpointRow<'a> {
     pub partition_id: &'a str,
@@ -494,55 +429,40 @@ pub(crate) struct CheckpointRow<'a> {
     pub sequence_number: Option<i64>,
 }
 
-impl Packed<PackedCheckpoint> {
-    /// The rows, each mapped by `make`.
-    pub(crate) fn map<T>(&self, mut make: impl FnMut(CheckpointRow<'_>) -> T) -> Vec<T> {
-        let rows = self.ordered().map(|r| CheckpointRow {
-            partition_id: self.str(r.partition_id),
-            offset: r.offset.map(|o| self.str(o)),
-            sequence_number: r.sequence_number,
-        });
-        rows.map(&mut make).collect()
-    }
-
-    /// Our model, with the names spelled as the caller spelled them.
-    pub(crate) fn checkpoints(
-        &self,
-        namespace: &str,
-        event_hub: &str,
-        consumer_group: &str,
-    ) -> Vec<Checkpoint> {
-        self.map(|r| Checkpoint {
-            fully_qualified_namespace: namespace.to_owned(),
-            event_hub_name: event_hub.to_owned(),
-            consumer_group: consumer_group.to_owned(),
-            partition_id: r.partition_id.to_owned(),
-            offset: r.offset.map(ToOwned::to_owned),
-            sequence_number: r.sequence_number,
-        })
+/// Our model of a listed checkpoint, with the names spelled as the caller spelled them.
+pub(crate) fn checkpoint_model<'a>(
+    (namespace, event_hub, consumer_group): (&'a str, &'a str, &'a str),
+) -> impl FnMut(CheckpointRow<'_>) -> Checkpoint + 'a {
+    move |r| Checkpoint {
+        fully_qualified_namespace: namespace.to_owned(),
+        event_hub_name: event_hub.to_owned(),
+        consumer_group: consumer_group.to_owned(),
+        partition_id: r.partition_id.to_owned(),
+        offset: r.offset.map(ToOwned::to_owned),
+        sequence_number: r.sequence_number,
     }
 }
 
-/// The checkpoints of one (namespace, hub, group) in partition order. Legacy StartOfStream
-/// placeholders (rows with no position) are not positions and are left out.
-pub(crate) fn list_checkpoints(
+/// The checkpoints of one (namespace, hub, group), each mapped by `make`, in partition order.
+/// Legacy StartOfStream placeholders (rows with no position) are not positions and are left
+/// out.
+pub(crate) fn list_checkpoints<T: Listed>(
     conn: &Connection,
     (namespace, event_hub, consumer_group): (&str, &str, &str),
-) -> Result<Packed<PackedCheckpoint>> {
+    mut make: impl FnMut(CheckpointRow<'_>) -> T,
+) -> Result<Vec<T>> {
     let g = GroupKey::new(namespace, event_hub, consumer_group)?;
     let mut stmt = conn.prepare_cached(LIST_CHECKPOINTS)?;
     let mut rows = stmt.query(params![g.namespace, g.event_hub, g.consumer_group])?;
-    let mut out = Packed::new();
+    let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let partition_id = out.push(text(r, 0)?)?;
-        let offset = text_or_null(r, 1)?.map(|o| out.push(o)).transpose()?;
-        out.add(PackedCheckpoint {
-            partition_id,
-            offset,
+        out.push(Some(make(CheckpointRow {
+            partition_id: text(r, 0)?,
+            offset: text_or_null(r, 1)?,
             sequence_number: r.get(2)?,
-        })?;
+        })));
     }
-    Ok(out.sort(|r| r.partition_id))
+    Ok(in_partition_order(out))
 }
 
 const UPSERT_CHECKPOINT: &str = "\
@@ -759,13 +679,16 @@ mod tests {
         ];
         let mut expected: Vec<&str> = ids.to_vec();
         expected.sort_by(|a, b| model::partition_order(a, b));
-        let mut packed = Packed::new();
-        for id in ids {
-            let span = packed.push(id)?;
-            packed.add(span)?;
+        struct Id(&'static str);
+        impl Listed for Id {
+            fn partition_id(&self) -> &str {
+                self.0
+            }
         }
-        let packed = packed.sort(|s| *s);
-        let sorted: Vec<&str> = packed.ordered().map(|r| packed.str(*r)).collect();
+        let sorted: Vec<&str> = in_partition_order(ids.iter().map(|&s| Some(Id(s))).collect())
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
         assert_eq!(sorted, expected);
         Ok(())
     }
