@@ -12,7 +12,7 @@
 //! tasks compete for one partition per round and every partition keeps changing hands. Prints
 //! the claim calls, how many won, their throughput (calls per second of the whole run), the
 //! p50/p99/max latency of one claim call, and the store's busy waits (SQLite lock waits: zero in
-//! one process) and in-process lock waits.
+//! one process), in-process lock waits, cross-process gate waits, commits and `-wal` fsyncs.
 //!
 //! `--processes N` starts N copies of this program on one file (N × tasks claimers), which
 //! begin together; the figures are over all of them. `--plain` runs the baseline instead: one
@@ -128,6 +128,8 @@ struct Measured {
     busy_waits: u64,
     lock_waits: u64,
     gate_waits: u64,
+    commits: u64,
+    wal_syncs: u64,
 }
 
 enum Store {
@@ -235,6 +237,8 @@ fn run_here(args: &Args, path: &Path, process: usize, start_at: Option<u128>) ->
         measured.busy_waits = stats.busy_waits;
         measured.lock_waits = stats.lock_waits;
         measured.gate_waits = stats.gate_waits;
+        measured.commits = stats.commits;
+        measured.wal_syncs = stats.wal_syncs;
     }
     measured
 }
@@ -307,12 +311,14 @@ fn run_children(args: &Args, path: &Path) -> Measured {
                 .collect();
             match (line.split_whitespace().next(), v.as_slice()) {
                 (Some("LAT"), [l]) => all.latencies_us.push(*l),
-                (Some("DONE"), [_, won, elapsed, busy, lock, gate]) => {
+                (Some("DONE"), [_, won, elapsed, busy, lock, gate, commits, syncs]) => {
                     all.won += *won as usize;
                     all.elapsed = all.elapsed.max(Duration::from_micros(*elapsed));
                     all.busy_waits += busy;
                     all.lock_waits += lock;
                     all.gate_waits += gate;
+                    all.commits += commits;
+                    all.wal_syncs += syncs;
                 }
                 _ => fail(format!("a child said: {line}")),
             }
@@ -345,13 +351,15 @@ fn main() {
             out.push_str(&format!("LAT {l}\n"));
         }
         out.push_str(&format!(
-            "DONE {} {} {} {} {} {}\n",
+            "DONE {} {} {} {} {} {} {} {}\n",
             m.latencies_us.len(),
             m.won,
             m.elapsed.as_micros(),
             m.busy_waits,
             m.lock_waits,
-            m.gate_waits
+            m.gate_waits,
+            m.commits,
+            m.wal_syncs
         ));
         let _ = std::io::stdout().write_all(out.as_bytes());
         return;
@@ -408,6 +416,10 @@ fn main() {
         out.push_str(&format!(
             "busy waits {}  in-process lock waits {}  cross-process gate waits {}\n",
             m.busy_waits, m.lock_waits, m.gate_waits
+        ));
+        out.push_str(&format!(
+            "commits {}  -wal fsyncs {}\n",
+            m.commits, m.wal_syncs
         ));
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
