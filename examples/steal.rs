@@ -12,7 +12,8 @@
 //! tasks compete for one partition per round and every partition keeps changing hands. Prints
 //! the claim calls, how many won, their throughput (calls per second of the whole run), the
 //! p50/p99/max latency of one claim call, and the store's busy waits (SQLite lock waits: zero in
-//! one process), in-process lock waits, cross-process gate waits, commits and `-wal` fsyncs.
+//! one process), in-process lock waits, cross-process gate waits, claim calls committed and
+//! `-wal` fsyncs (at FULL: how many claims share one fsync).
 //!
 //! `--processes N` starts N copies of this program on one file (N × tasks claimers), which
 //! begin together; the figures are over all of them. `--plain` runs the baseline instead: one
@@ -128,7 +129,7 @@ struct Measured {
     busy_waits: u64,
     lock_waits: u64,
     gate_waits: u64,
-    commits: u64,
+    claims: u64,
     wal_syncs: u64,
 }
 
@@ -237,7 +238,7 @@ fn run_here(args: &Args, path: &Path, process: usize, start_at: Option<u128>) ->
         measured.busy_waits = stats.busy_waits;
         measured.lock_waits = stats.lock_waits;
         measured.gate_waits = stats.gate_waits;
-        measured.commits = stats.commits;
+        measured.claims = stats.claims;
         measured.wal_syncs = stats.wal_syncs;
     }
     measured
@@ -311,13 +312,13 @@ fn run_children(args: &Args, path: &Path) -> Measured {
                 .collect();
             match (line.split_whitespace().next(), v.as_slice()) {
                 (Some("LAT"), [l]) => all.latencies_us.push(*l),
-                (Some("DONE"), [_, won, elapsed, busy, lock, gate, commits, syncs]) => {
+                (Some("DONE"), [_, won, elapsed, busy, lock, gate, claims, syncs]) => {
                     all.won += *won as usize;
                     all.elapsed = all.elapsed.max(Duration::from_micros(*elapsed));
                     all.busy_waits += busy;
                     all.lock_waits += lock;
                     all.gate_waits += gate;
-                    all.commits += commits;
+                    all.claims += claims;
                     all.wal_syncs += syncs;
                 }
                 _ => fail(format!("a child said: {line}")),
@@ -358,7 +359,7 @@ fn main() {
             m.busy_waits,
             m.lock_waits,
             m.gate_waits,
-            m.commits,
+            m.claims,
             m.wal_syncs
         ));
         let _ = std::io::stdout().write_all(out.as_bytes());
@@ -418,8 +419,8 @@ fn main() {
             m.busy_waits, m.lock_waits, m.gate_waits
         ));
         out.push_str(&format!(
-            "commits {}  -wal fsyncs {}\n",
-            m.commits, m.wal_syncs
+            "claims committed {}  -wal fsyncs {}\n",
+            m.claims, m.wal_syncs
         ));
     }
     let _ = std::io::stdout().write_all(out.as_bytes());
