@@ -13,7 +13,8 @@
 //! the claim calls, how many won, their throughput (calls per second of the whole run), the
 //! p50/p99/max latency of one claim call, and the store's busy waits (SQLite lock waits: zero in
 //! one process), in-process lock waits, cross-process gate waits, claim calls committed and
-//! `-wal` fsyncs (at FULL: how many claims share one fsync).
+//! `-wal` fsyncs (at FULL: how many claims share one fsync) with their mean duration (the
+//! disk's part of a claim's wait).
 //!
 //! `--processes N` starts N copies of this program on one file (N × tasks claimers), which
 //! begin together; the figures are over all of them. `--plain` runs the baseline instead: one
@@ -131,6 +132,8 @@ struct Measured {
     gate_waits: u64,
     claims: u64,
     wal_syncs: u64,
+    /// The time the `-wal` fsyncs took, in all (µs).
+    wal_sync_us: u64,
 }
 
 enum Store {
@@ -240,6 +243,7 @@ fn run_here(args: &Args, path: &Path, process: usize, start_at: Option<u128>) ->
         measured.gate_waits = stats.gate_waits;
         measured.claims = stats.claims;
         measured.wal_syncs = stats.wal_syncs;
+        measured.wal_sync_us = stats.wal_sync_time.as_micros() as u64;
     }
     measured
 }
@@ -312,7 +316,7 @@ fn run_children(args: &Args, path: &Path) -> Measured {
                 .collect();
             match (line.split_whitespace().next(), v.as_slice()) {
                 (Some("LAT"), [l]) => all.latencies_us.push(*l),
-                (Some("DONE"), [_, won, elapsed, busy, lock, gate, claims, syncs]) => {
+                (Some("DONE"), [_, won, elapsed, busy, lock, gate, claims, syncs, sync_us]) => {
                     all.won += *won as usize;
                     all.elapsed = all.elapsed.max(Duration::from_micros(*elapsed));
                     all.busy_waits += busy;
@@ -320,6 +324,7 @@ fn run_children(args: &Args, path: &Path) -> Measured {
                     all.gate_waits += gate;
                     all.claims += claims;
                     all.wal_syncs += syncs;
+                    all.wal_sync_us += sync_us;
                 }
                 _ => fail(format!("a child said: {line}")),
             }
@@ -352,7 +357,7 @@ fn main() {
             out.push_str(&format!("LAT {l}\n"));
         }
         out.push_str(&format!(
-            "DONE {} {} {} {} {} {} {} {}\n",
+            "DONE {} {} {} {} {} {} {} {} {}\n",
             m.latencies_us.len(),
             m.won,
             m.elapsed.as_micros(),
@@ -360,7 +365,8 @@ fn main() {
             m.lock_waits,
             m.gate_waits,
             m.claims,
-            m.wal_syncs
+            m.wal_syncs,
+            m.wal_sync_us
         ));
         let _ = std::io::stdout().write_all(out.as_bytes());
         return;
@@ -419,8 +425,10 @@ fn main() {
             m.busy_waits, m.lock_waits, m.gate_waits
         ));
         out.push_str(&format!(
-            "claims committed {}  -wal fsyncs {}\n",
-            m.claims, m.wal_syncs
+            "claims committed {}  -wal fsyncs {} (mean {} µs)\n",
+            m.claims,
+            m.wal_syncs,
+            m.wal_sync_us / m.wal_syncs.max(1)
         ));
     }
     let _ = std::io::stdout().write_all(out.as_bytes());

@@ -25,6 +25,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::schema;
@@ -35,6 +36,8 @@ pub(crate) struct WalSync {
     wal: PathBuf,
     open: Mutex<Option<Arc<File>>>,
     syncs: AtomicU64,
+    /// The time its successful syncs took, in ns.
+    sync_ns: AtomicU64,
 }
 
 impl WalSync {
@@ -44,6 +47,7 @@ impl WalSync {
             wal: schema::side_file(real, "-wal"),
             open: Mutex::new(None),
             syncs: AtomicU64::new(0),
+            sync_ns: AtomicU64::new(0),
         }
     }
 
@@ -54,7 +58,10 @@ impl WalSync {
     /// not be on disk.
     pub(crate) fn sync(&self) -> Result<()> {
         let file = self.file().map_err(|e| self.error(e))?;
+        let started = Instant::now();
         file.sync_all().map_err(|e| self.error(e))?;
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.sync_ns.fetch_add(took, Ordering::Relaxed);
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -62,6 +69,11 @@ impl WalSync {
     /// How many times [`sync`](Self::sync) succeeded.
     pub(crate) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// The time the successful syncs took (their fsyncs), in all.
+    pub(crate) fn sync_time(&self) -> Duration {
+        Duration::from_nanos(self.sync_ns.load(Ordering::Relaxed))
     }
 
     fn file(&self) -> std::io::Result<Arc<File>> {

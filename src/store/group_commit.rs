@@ -217,6 +217,9 @@ pub struct CommitStats {
     /// the group commit (one fsync may cover several) and once per other write operation;
     /// otherwise zero.
     pub wal_syncs: u64,
+    /// The time those syncs took, in all: `wal_sync_time / wal_syncs` is this store's mean
+    /// fsync of its `-wal`, the part of a durable write's wait that is the disk's.
+    pub wal_sync_time: Duration,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -226,7 +229,11 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    pub(crate) fn stats(&self, counters: &wait::Counters, wal_syncs: u64) -> CommitStats {
+    pub(crate) fn stats(
+        &self,
+        counters: &wait::Counters,
+        wal_syncs: (u64, Duration),
+    ) -> CommitStats {
         CommitStats {
             writes: self.writes.load(Ordering::Relaxed),
             commits: self.commits.load(Ordering::Relaxed),
@@ -234,7 +241,8 @@ impl GroupCommit {
             busy_waits: counters.busy_waits.load(Ordering::Relaxed),
             gate_waits: counters.gate_waits.load(Ordering::Relaxed),
             lock_waits: counters.lock_waits.load(Ordering::Relaxed),
-            wal_syncs,
+            wal_syncs: wal_syncs.0,
+            wal_sync_time: wal_syncs.1,
         }
     }
 

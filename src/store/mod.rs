@@ -765,9 +765,14 @@ impl Inner {
             .map_or(Ok(()), durable::WalSync::sync)
     }
 
-    /// How many times this store synced its `-wal` itself (`durable.rs`).
-    pub(crate) fn wal_syncs(&self) -> u64 {
-        self.wal_sync.as_deref().map_or(0, durable::WalSync::syncs)
+    /// How many times this store synced its `-wal` itself, and the time those fsyncs took
+    /// (`durable.rs`).
+    pub(crate) fn wal_syncs(&self) -> (u64, std::time::Duration) {
+        self.wal_sync
+            .as_deref()
+            .map_or((0, std::time::Duration::ZERO), |w| {
+                (w.syncs(), w.sync_time())
+            })
     }
 
     pub(crate) fn clock(&self) -> &dyn crate::options::Clock {
