@@ -229,10 +229,12 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
+    /// The store's figures; `wal` is its `-wal` sync (`None` unless at `Durability::Full` on a
+    /// file).
     pub(crate) fn stats(
         &self,
         counters: &wait::Counters,
-        wal_syncs: (u64, Duration),
+        wal: Option<&super::durable::WalSync>,
     ) -> CommitStats {
         CommitStats {
             writes: self.writes.load(Ordering::Relaxed),
@@ -241,8 +243,8 @@ impl GroupCommit {
             busy_waits: counters.busy_waits.load(Ordering::Relaxed),
             gate_waits: counters.gate_waits.load(Ordering::Relaxed),
             lock_waits: counters.lock_waits.load(Ordering::Relaxed),
-            wal_syncs: wal_syncs.0,
-            wal_sync_time: wal_syncs.1,
+            wal_syncs: wal.map_or(0, super::durable::WalSync::syncs),
+            wal_sync_time: wal.map_or(Duration::ZERO, super::durable::WalSync::sync_time),
         }
     }
 

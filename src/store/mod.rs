@@ -432,7 +432,7 @@ impl SqliteCheckpointStore {
     pub fn commit_stats(&self) -> CommitStats {
         self.inner
             .group
-            .stats(&self.inner.counters, self.inner.wal_syncs())
+            .stats(&self.inner.counters, self.inner.wal_sync.as_deref())
     }
 
     /// The newest schema version this build reads and writes (`PRAGMA user_version` of the
@@ -763,16 +763,6 @@ impl Inner {
         self.wal_sync
             .as_deref()
             .map_or(Ok(()), durable::WalSync::sync)
-    }
-
-    /// How many times this store synced its `-wal` itself, and the time those fsyncs took
-    /// (`durable.rs`).
-    pub(crate) fn wal_syncs(&self) -> (u64, std::time::Duration) {
-        self.wal_sync
-            .as_deref()
-            .map_or((0, std::time::Duration::ZERO), |w| {
-                (w.syncs(), w.sync_time())
-            })
     }
 
     pub(crate) fn clock(&self) -> &dyn crate::options::Clock {

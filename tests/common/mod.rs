@@ -416,3 +416,13 @@ pub fn wait_closed(path: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// The names of this process's threads (`/proc/self/task/*/comm`, 15 characters at most;
+/// Linux).
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}

@@ -205,14 +205,6 @@ async fn at_full_concurrent_writers_share_fsyncs_and_each_returns_after_one() {
     panic!("no syncer thread after 5 rounds: {:?}", thread_names());
 }
 
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .collect()
-}
-
 /// Whether a store's syncer thread runs in this process.
 fn syncer_running() -> bool {
     thread_names().iter().any(|n| n == "eh-checkpoint-s")

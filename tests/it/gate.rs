@@ -168,15 +168,6 @@ fn a_gate_held_elsewhere_is_waited_for_and_the_busy_timeout_is_the_total_wait() 
     assert!(try_gate(&open_rw(&path)));
 }
 
-/// The names of this process's threads (`/proc/self/task/*/comm`, 15 characters at most).
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .collect()
-}
-
 #[test]
 fn the_committer_waits_for_the_gate_itself_and_its_queued_writers_still_time_out() {
     let timeout = Duration::from_millis(300);
