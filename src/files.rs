@@ -207,6 +207,28 @@ fn open_descriptor(path: &Path, write: bool) -> std::io::Result<File> {
     }
 }
 
+/// Opens the regular file at `path` for appending only: never a symlink (refused by the open
+/// itself), and nothing but a regular file (refused after `fstat`).
+pub(crate) fn open_for_append(path: &Path) -> std::io::Result<File> {
+    #[cfg(unix)]
+    let file = {
+        use rustix::fs::{open, Mode, OFlags};
+        let flags = OFlags::WRONLY
+            | OFlags::APPEND
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY
+            | OFlags::CLOEXEC;
+        File::from(open(path, flags, Mode::empty())?)
+    };
+    #[cfg(not(unix))]
+    let file = std::fs::OpenOptions::new().append(true).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 fn opened_for_writing(file: &File) -> bool {
     #[cfg(unix)]
     {

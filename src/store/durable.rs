@@ -20,15 +20,40 @@
 //! the file closes, and this store's connections stay open as long as it does, so the kept
 //! descriptor names the `-wal` SQLite writes. (Checking the path's identity before each sync
 //! cost a fifth of a lone writer's throughput in `load --writers 1`: a `stat` per write.)
+//!
+//! A new `-wal` grows with every commit until SQLite's first checkpoint starts it over (at
+//! 1000 frames, 4 MiB), and each sync of a file that grew also journals its new size and
+//! blocks: with 4 processes claiming on a new file, 438–604 µs a sync against 305–333 µs with
+//! the `-wal` already that long (`steal --processes 4 --rounds 50`, BENCHMARKS.md, tenth
+//! pass). So the opener of a store gives a short `-wal` that length at once, in zeros
+//! ([`extend_new_wal`], `StoreOptions::with_wal_preallocation`):
+//! - holding SQLite's write lock, taken without waiting (or not at all): no SQLite writer
+//!   writes the `-wal` meanwhile;
+//! - only past its end, and zeros are no frame to SQLite: its recovery stops at the first
+//!   frame whose salts and checksum do not match, as in a `-wal` it has started over;
+//! - synced before the open returns, so that no writer's sync waits for them;
+//! - best effort: where the disk is full, the `-wal` is cut back to the length it had.
+//!
+//! At open and not later: extending in 512 KiB steps from a store's 64th write (the steps
+//! synced by the writes' own syncs) gave claim p99 2.20–2.65 ms against 1.73–1.86 at open. The
+//! price is paid by an open that finds the `-wal` short (no other connection had the file
+//! open): 4 MiB written and synced, which doubled a one-shot `eh-checkpoints checkpoints set`
+//! (12.5–15.4 ms against 7.2–7.8), so the commands turn it off.
 
 use std::fs::File;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rusqlite::Connection;
+
 use crate::error::{Error, Result};
-use crate::schema;
+use crate::{files, schema};
+
+/// The longest `-wal` [`extend_new_wal`] makes (SQLite's 1000 frames of 4 KiB pages are 4 MiB).
+const MAX_EXTENDED_WAL: u64 = 8 << 20;
 
 /// The `-wal` of one store's file, synced after each of its writes.
 #[derive(Debug)]
@@ -97,6 +122,62 @@ impl WalSync {
             )),
         }
     }
+}
+
+/// Gives the `-wal` of the file at `real`, if it is shorter, the length SQLite's first
+/// checkpoint would leave it at (`wal_autocheckpoint` frames of a page and its 24-byte header,
+/// after the 32-byte file header), in zeros, and syncs it: the fsyncs of the frames SQLite
+/// then writes there journal no new size and no new blocks (see the module's docs). Call it
+/// on a connection of its own that has read the file (its `-wal` exists) and is dropped after,
+/// while other connections keep the file open (the last one to close deletes the `-wal`): it
+/// sets the connection's busy timeout to zero, so as to take SQLite's write lock only if it is
+/// free now. Never fails: where it cannot, the `-wal` stays as it was.
+pub(crate) fn extend_new_wal(conn: &Connection, real: &Path) {
+    let wal = schema::side_file(real, "-wal");
+    let Some(target) = extended_wal_len(conn) else {
+        return;
+    };
+    // Long enough already (every open but the first of the -wal's life): no lock is taken.
+    if std::fs::symlink_metadata(&wal).map_or(true, |m| m.len() >= target) {
+        return;
+    }
+    if conn.busy_timeout(Duration::ZERO).is_err() || conn.execute_batch("BEGIN IMMEDIATE").is_err()
+    {
+        return;
+    }
+    let _ = append_zeros(&wal, target);
+    // Nothing was written through SQLite.
+    let _ = conn.execute_batch("ROLLBACK");
+}
+
+/// The length SQLite's first checkpoint leaves a `-wal` at, at most [`MAX_EXTENDED_WAL`];
+/// `None` where SQLite does not checkpoint on its own (`wal_autocheckpoint` ≤ 0).
+fn extended_wal_len(conn: &Connection) -> Option<u64> {
+    let frames: i64 = conn
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .ok()?;
+    let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).ok()?;
+    let (frames, page) = (u64::try_from(frames).ok()?, u64::try_from(page).ok()?);
+    if frames == 0 || page == 0 {
+        return None;
+    }
+    Some(32 + frames.min(MAX_EXTENDED_WAL / page) * (page + 24))
+}
+
+/// Appends zeros to the `-wal` up to `target` bytes and syncs it; on failure (a full disk, a
+/// file size limit) cuts it back to the length it had. Call it holding SQLite's write lock.
+fn append_zeros(wal: &Path, target: u64) -> std::io::Result<()> {
+    let mut file = files::open_for_append(wal)?;
+    let len = file.metadata()?.len();
+    if len >= target {
+        return Ok(());
+    }
+    let appended = std::io::copy(&mut std::io::repeat(0).take(target - len), &mut file)
+        .and_then(|_| file.sync_all());
+    if appended.is_err() {
+        let _ = file.set_len(len);
+    }
+    appended
 }
 
 /// Syncs the directory that holds `path`, so that a new file's name is on disk too.

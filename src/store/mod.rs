@@ -188,7 +188,7 @@ impl SqliteCheckpointStore {
         // setup is tried again until the busy timeout has run out in full.
         let deadline = Instant::now() + options.busy_timeout();
         let mut pause = Duration::from_millis(1);
-        loop {
+        let setup = loop {
             match Self::set_up(&real, gated.identity, flags, &options) {
                 Err(e) if e.is_busy() && Instant::now() < deadline => {
                     std::thread::sleep(
@@ -198,9 +198,14 @@ impl SqliteCheckpointStore {
                 }
                 other => break other?,
             }
-        }
+        };
         let self_sync = options.durability() == Durability::Full;
         let pool = Self::pool(&real, flags, &options, self_sync)?;
+        if self_sync && options.wal_preallocation() {
+            durable::extend_new_wal(&setup, &real);
+        }
+        // Closed only once the pool is open: as the last connection, it would delete the -wal.
+        drop(setup);
         let gate = gate::Gate::of(&held);
         let wal_sync = self_sync.then(|| Arc::new(durable::WalSync::new(&real)));
         Ok(SqliteCheckpointStore {
@@ -223,19 +228,20 @@ impl SqliteCheckpointStore {
         })
     }
 
-    /// One try at checking and initializing the file at `real`, on a connection of its own.
+    /// One try at checking and initializing the file at `real`, on a connection of its own,
+    /// which it returns.
     fn set_up(
         real: &Path,
         identity: files::Identity,
         flags: OpenFlags,
         options: &StoreOptions,
-    ) -> Result<()> {
+    ) -> Result<Connection> {
         schema::check_header(real)?;
         let mut setup = Connection::open_with_flags(real, flags)?;
         schema::configure(&setup, options.durability(), options.busy_timeout())?;
         refuse_if_replaced(real, identity)?;
         schema::initialize(&mut setup, true, options.check_on_open())?;
-        Ok(())
+        Ok(setup)
     }
 
     /// Opens the store in the file at `path` for reading only, with the default

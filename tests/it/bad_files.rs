@@ -302,15 +302,15 @@ fn a_stale_wal_left_by_a_crash_is_recovered() {
     }
 
     // A -wal whose last frame was torn by the crash: the last transaction (the claim of two
-    // partitions, whose commit never returned) is dropped whole; the rest is recovered.
+    // partitions, whose commit never returned) is dropped whole; the rest is recovered. The
+    // -wal was extended in zeros at open, so its frames end before the file does: the tear
+    // zeroes the last 100 bytes of the last frame, as a torn write into those zeros leaves it.
     let wal = torn.path().join("store.db-wal");
-    let len = std::fs::metadata(&wal).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&wal)
-        .unwrap()
-        .set_len(len - 100)
-        .unwrap();
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let end = frames_end(&bytes);
+    assert!(end < bytes.len(), "the -wal was not extended at open");
+    bytes[end - 100..end].fill(0);
+    std::fs::write(&wal, &bytes).unwrap();
     let path = torn.path().join("store.db");
     let reopened = SqliteCheckpointStore::open(&path).unwrap();
     assert_eq!(
@@ -320,6 +320,18 @@ fn a_stale_wal_left_by_a_crash_is_recovered() {
     assert!(owners(&reopened).is_empty(), "the torn claim is gone whole");
     drop(reopened);
     assert_eq!(integrity_check(&path), "ok");
+}
+
+/// Where the frames of the `-wal` in `wal` end: after the last frame, counted from the
+/// 32-byte header, that carries the header's salts (SQLite's WAL format).
+fn frames_end(wal: &[u8]) -> usize {
+    let page = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+    let salts = &wal[16..24];
+    let mut end = 32;
+    while end + 24 + page <= wal.len() && &wal[end + 8..end + 16] == salts {
+        end += 24 + page;
+    }
+    end
 }
 
 /// Ways to make a directory read-only, tried in turn: a read-only bind mount and `chattr +i`

@@ -1056,3 +1056,31 @@ fn flags_are_named_offsets_may_be_negative_and_nothing_to_do_is_not_an_error() {
         out.stderr
     );
 }
+
+#[test]
+fn a_command_preallocates_no_wal_but_a_processors_open_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let short = eventhubs_checkpointstore_sqlite::StoreOptions::new().with_wal_preallocation(false);
+    drop(SqliteCheckpointStore::open_with(&db, short).unwrap());
+    // Another connection keeps the file open, so that the -wal outlives the command.
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other
+        .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .unwrap();
+    let wal_len = || {
+        std::fs::metadata(format!("{}-wal", db.display()))
+            .unwrap()
+            .len()
+    };
+    let set = ["checkpoints", "set", "--partition", "0", "--offset", "1"];
+    ok(&run(&db, &with_scope(&set)));
+    assert!(
+        wal_len() < 1 << 20,
+        "the command left a {}-byte -wal",
+        wal_len()
+    );
+    // The library's default, for a processor: SQLite's first 1000 frames of 4 KiB, at once.
+    drop(SqliteCheckpointStore::open(&db).unwrap());
+    assert_eq!(wal_len(), 32 + 1000 * (4096 + 24));
+}

@@ -209,3 +209,123 @@ async fn at_full_concurrent_writers_share_fsyncs_and_each_returns_after_one() {
 fn syncer_running() -> bool {
     thread_names().iter().any(|n| n == "eh-checkpoint-s")
 }
+
+/// The `-wal` a store at `Full` gives a new file: SQLite's 1000 frames (its
+/// `wal_autocheckpoint`) of a 4 KiB page and its 24-byte header, after the 32-byte header.
+const EXTENDED_WAL: u64 = 32 + 1000 * (4096 + 24);
+
+fn wal_len(path: &Path) -> u64 {
+    std::fs::metadata(wal(path)).map_or(0, |m| m.len())
+}
+
+#[test]
+fn at_full_a_new_wal_is_extended_on_disk_and_filled_without_growing() {
+    let (_dir, path, store) = open(Durability::Full);
+    assert_eq!(wal_len(&path), EXTENDED_WAL);
+    assert_eq!(dirty_pages(&wal(&path)), 0, "the zeros are on disk");
+    // 150 writes (a few hundred frames) go into the zeros: the -wal does not grow.
+    for i in 0..150 {
+        store
+            .blocking_update_checkpoint(&checkpoint(&i.to_string(), Some("1"), Some(i)))
+            .unwrap();
+    }
+    assert_eq!(wal_len(&path), EXTENDED_WAL);
+    drop(store);
+    let store = SqliteCheckpointStore::open(&path).unwrap();
+    assert_eq!(
+        store
+            .blocking_list_checkpoints(NS, HUB, GROUP)
+            .unwrap()
+            .len(),
+        150
+    );
+    drop(store);
+    assert_eq!(integrity_check(&path), "ok");
+
+    // At `Normal` no fsync waits for a -wal's growth, and none is extended; nor where it is
+    // turned off.
+    let (_dir, path, _store) = open(Durability::Normal);
+    assert!(wal_len(&path) < EXTENDED_WAL / 4, "{}", wal_len(&path));
+    let off = StoreOptions::new().with_wal_preallocation(false);
+    let (_dir, path, _store) = file_store_with(off);
+    assert!(wal_len(&path) < EXTENDED_WAL / 4, "{}", wal_len(&path));
+}
+
+#[test]
+fn a_wal_a_crash_left_keeps_every_byte_and_is_recovered_when_extended() {
+    // Writes in a short -wal (at `Normal`), copied while the writer has them open: a crash.
+    let (_dir, live, store) = open(Durability::Normal);
+    for i in 0..200 {
+        store
+            .blocking_update_checkpoint(&checkpoint(&i.to_string(), Some("7"), Some(i)))
+            .unwrap();
+    }
+    let copy = tempfile::tempdir().unwrap();
+    let crashed = copy.path().join("crashed.db");
+    std::fs::copy(&live, &crashed).unwrap();
+    std::fs::copy(wal(&live), wal(&crashed)).unwrap();
+    drop(store);
+    let left = std::fs::read(wal(&crashed)).unwrap();
+    assert!(!left.is_empty() && (left.len() as u64) < EXTENDED_WAL);
+
+    let options = StoreOptions::new().with_durability(Durability::Full);
+    let recovered = SqliteCheckpointStore::open_with(&crashed, options).unwrap();
+    let now = std::fs::read(wal(&crashed)).unwrap();
+    assert_eq!(now.len() as u64, EXTENDED_WAL);
+    assert!(
+        now[..left.len()] == left[..],
+        "a byte the crash left was changed"
+    );
+    assert!(
+        now[left.len()..].iter().all(|&b| b == 0),
+        "only zeros after it"
+    );
+    let listed = recovered.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
+    assert_eq!(listed.len(), 200);
+    assert!(listed.iter().all(|c| c.offset.as_deref() == Some("7")));
+    drop(recovered);
+    assert_eq!(integrity_check(&crashed), "ok");
+}
+
+#[test]
+fn a_wal_is_extended_only_while_no_writer_holds_it_and_the_open_never_waits_for_one() {
+    let (_dir, path, store) = open(Durability::Normal);
+    store
+        .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
+        .unwrap();
+    drop(store);
+    wait_closed(&path);
+    // Another program's writer holds SQLite's write lock, with its -wal short.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let short = wal_len(&path);
+    assert!(short < EXTENDED_WAL);
+    // An hour of busy timeout: an open that waited for the lock would not return before the
+    // writer (this thread) lets it go.
+    let options = StoreOptions::new()
+        .with_durability(Durability::Full)
+        .with_busy_timeout(std::time::Duration::from_secs(3600));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opener = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let store = SqliteCheckpointStore::open_with(&path, options).unwrap();
+            tx.send(()).unwrap();
+            store
+        })
+    };
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the open waited for the other writer's lock");
+    let store = opener.join().unwrap();
+    assert_eq!(
+        wal_len(&path),
+        short,
+        "extended under another writer's lock"
+    );
+    other.execute_batch("ROLLBACK").unwrap();
+    // With the lock free, the next opener extends it.
+    let second = SqliteCheckpointStore::open(&path).unwrap();
+    assert_eq!(wal_len(&path), EXTENDED_WAL);
+    drop((store, second, other));
+    assert_eq!(integrity_check(&path), "ok");
+}

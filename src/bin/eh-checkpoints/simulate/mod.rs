@@ -144,7 +144,8 @@ pub(crate) fn run(g: &Global, args: &SimulateArgs) -> Result<SimReport, CliError
         .map_err(|e| CliError::runtime(format!("cannot find this program's path: {e}")))?;
     let options = g
         .options()
-        .with_durability(args.processor.durability.into());
+        .with_durability(args.processor.durability.into())
+        .with_wal_preallocation(true);
     let store = open::or_create_with(db, options)?;
     // Held until the run ends: a second `simulate` on this database must not reset the
     // group under the first one's workers.

@@ -70,6 +70,7 @@ fn run(g: &Global, args: WorkerArgs) -> Result<(), String> {
     let options = g
         .options()
         .with_durability(args.processor.durability.into())
+        .with_wal_preallocation(true)
         .with_pool_size(2);
     let store = SqliteCheckpointStore::open_with(&g.db, options).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
