@@ -11,7 +11,10 @@
 //! the `-wal` before each checkpoint, the database after it, and the `-wal`'s header when it
 //! starts over. When `COMMIT` returns, the transaction's frames are in the `-wal` (in the page
 //! cache), and an fsync of the file through any descriptor puts them on disk: the fsync `FULL`
-//! would have made, a moment later. What differs is what readers see: a write is visible from
+//! would have made, a moment later. The store's is an `fdatasync` (`File::sync_data`): the
+//! frames and the length and blocks that reach them, without the file's times, which an
+//! `fsync` journals too whenever they have changed (the bundled SQLite calls `fsync`, having
+//! no `HAVE_FDATASYNC`). What differs is what readers see: a write is visible from
 //! its commit on, a moment before it is on disk (as at `NORMAL`); a power loss in that moment
 //! loses it, together with every process on the host that could have read it.
 //!
@@ -84,7 +87,9 @@ impl WalSync {
     pub(crate) fn sync(&self) -> Result<()> {
         let file = self.file().map_err(|e| self.error(e))?;
         let started = Instant::now();
-        file.sync_all().map_err(|e| self.error(e))?;
+        // `fdatasync`: the frames, and the length and blocks that reach them, without the
+        // `-wal`'s times, which an `fsync` also journals once they change (every few ms).
+        file.sync_data().map_err(|e| self.error(e))?;
         let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.sync_ns.fetch_add(took, Ordering::Relaxed);
         self.syncs.fetch_add(1, Ordering::Relaxed);
