@@ -26,7 +26,7 @@
 //!
 //! A new `-wal` grows with every commit until SQLite's first checkpoint starts it over (at
 //! 1000 frames, 4 MiB), and each sync of a file that grew also journals its new size and
-//! blocks: with 4 processes claiming on a new file, 438–604 µs a sync against 305–333 µs with
+//! blocks: with 4 processes claiming on a new file, 472–604 µs a sync against 305–333 µs with
 //! the `-wal` already that long (`steal --processes 4 --rounds 50`, BENCHMARKS.md, tenth
 //! pass). So the opener of a store gives a short `-wal` that length at once, in zeros
 //! ([`extend_new_wal`], `StoreOptions::with_wal_preallocation`):
