@@ -117,9 +117,9 @@ pub(crate) struct Global {
 }
 
 impl Global {
-    /// The store options every command starts from.
-    /// The options of a command, which opens the store for a few writes: no 4 MiB `-wal`
-    /// preallocated for them (`simulate` turns it back on for its processors).
+    /// The store options every command starts from. A command opens the store for a few
+    /// writes: no 4 MiB `-wal` is preallocated for them (`simulate` turns it back on for its
+    /// processors).
     pub(crate) fn options(&self) -> StoreOptions {
         StoreOptions::new()
             .with_busy_timeout(self.busy_timeout)
