@@ -136,18 +136,23 @@ fn retryable(e: &Error) -> bool {
     e.is_busy()
 }
 
+/// Writes the reports in `out` to the parent, and empties it.
+fn flush(out: &mut Vec<Report>) -> Result<(), String> {
+    let mut text = String::new();
+    for r in out.drain(..) {
+        text.push_str(&r.to_string());
+        text.push('\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot report to the parent: {e}"))
+}
+
 impl Worker {
     fn flush(&mut self) -> Result<(), String> {
-        let mut text = String::new();
-        for r in self.out.drain(..) {
-            text.push_str(&r.to_string());
-            text.push('\n');
-        }
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(text.as_bytes())
-            .and_then(|()| stdout.flush())
-            .map_err(|e| format!("cannot report to the parent: {e}"))
+        flush(&mut self.out)
     }
 
     fn report_wins(&mut self, claims: &[Ownership], won: &[Ownership]) {
@@ -271,6 +276,10 @@ impl Worker {
                         consumer_group: o.ownership.consumer_group.clone(),
                     };
                     let etag = o.ownership.etag.clone().unwrap_or_default();
+                    // The parent hears of the events before the checkpoint that covers them
+                    // is written: a process killed right after that write has reported them
+                    // (the one who takes over starts after them).
+                    flush(&mut self.out)?;
                     match self
                         .store
                         .blocking_update_checkpoint_fenced(&checkpoint, &o.ownership)
