@@ -172,7 +172,9 @@ impl StoreOptions {
     /// holding SQLite's write lock, and never waits for that lock (if another writer holds it,
     /// nothing is done). A `-wal` is short when no other connection had the file open (SQLite
     /// deletes it when the last one closes), so an open that finds it short writes and syncs
-    /// those 4 MiB: about 4 ms on a local SSD, more on an SD card. Turn it off for a store
+    /// those 4 MiB: about 4 ms on a local SSD, more on an SD card. Such an open also makes
+    /// SQLite write the new `-wal`'s header, with a write that changes nothing, so that its
+    /// fsync is not paid by the first write under SQLite's lock. Turn it off for a store
     /// opened for a few writes, as the `eh-checkpoints` commands do (but `simulate`).
     /// Default: `true`.
     pub fn with_wal_preallocation(mut self, preallocate: bool) -> Self {

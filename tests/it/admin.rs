@@ -131,8 +131,10 @@ fn backup_copies_everything_and_never_overwrites() {
         let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let before = read_bytes(&dest);
     drop(copy);
+    // Closed, the copy's -wal is checkpointed into it (the open started one: durable.rs).
+    wait_closed(&dest);
+    let before = read_bytes(&dest);
     let again = s.blocking_backup_to(&dest);
     assert!(
         matches!(again, Err(Error::InvalidArgument { field: "dest", .. })),

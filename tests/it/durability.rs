@@ -251,6 +251,57 @@ fn at_full_a_new_wal_is_extended_on_disk_and_filled_without_growing() {
     assert!(wal_len(&path) < EXTENDED_WAL / 4, "{}", wal_len(&path));
 }
 
+/// The first 32 bytes of the `-wal` (its header), or fewer where it is shorter.
+fn wal_header(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(wal(path)).unwrap_or_default();
+    bytes.truncate(32);
+    bytes
+}
+
+#[test]
+fn at_full_an_open_that_finds_no_wal_starts_one_and_no_write_rewrites_its_header() {
+    let (_dir, path, store) = open(Durability::Full);
+    store
+        .blocking_update_checkpoint(&checkpoint("0", Some("1"), Some(1)))
+        .unwrap();
+    drop(store);
+    wait_closed(&path);
+    // The last connection's close checkpointed the file and deleted its -wal.
+    assert!(!wal(&path).exists());
+    let store = SqliteCheckpointStore::open(&path).unwrap();
+    let header = wal_header(&path);
+    // SQLite's magic number (big-endian, its last bit the checksums' byte order), then the
+    // format version 3007000.
+    assert!(
+        header.len() == 32 && matches!(header[..4], [0x37, 0x7f, 0x06, 0x82 | 0x83]),
+        "the open left no -wal header: {header:?}"
+    );
+    assert_eq!(header[4..8], 3_007_000u32.to_be_bytes());
+    assert_eq!(dirty_pages(&wal(&path)), 0, "the header is on disk");
+    assert_eq!(wal_len(&path), EXTENDED_WAL);
+    for i in 0..20 {
+        store
+            .blocking_update_checkpoint(&checkpoint(&i.to_string(), Some("2"), Some(i)))
+            .unwrap();
+    }
+    assert_eq!(wal_header(&path), header, "a write started the -wal again");
+    let listed = store.blocking_list_checkpoints(NS, HUB, GROUP).unwrap();
+    assert_eq!(listed.len(), 20);
+    drop(store);
+    wait_closed(&path);
+    assert_eq!(integrity_check(&path), "ok");
+
+    // Turned off, the open leaves the new -wal to the first write, as SQLite does.
+    let off = StoreOptions::new().with_wal_preallocation(false);
+    let store = SqliteCheckpointStore::open_with(&path, off).unwrap();
+    assert!(
+        wal_header(&path).iter().all(|&b| b == 0),
+        "{:?}",
+        wal_header(&path)
+    );
+    drop(store);
+}
+
 #[test]
 fn a_wal_a_crash_left_keeps_every_byte_and_is_recovered_when_extended() {
     // Writes in a short -wal (at `Normal`), copied while the writer has them open: a crash.
