@@ -277,6 +277,39 @@ fn read_at_start(file: &File, len: usize) -> std::io::Result<(Vec<u8>, u64)> {
     Ok((buf, size))
 }
 
+/// Refuses a database whose `-wal` or `-shm` is there but is not a regular file (a symlink, a
+/// directory): SQLite opens them only as regular files, never through a symlink, and then fails
+/// as if it could not create them ("attempt to write a readonly database", or "unable to
+/// open"). Nothing is opened or changed.
+pub(crate) fn refuse_odd_side_files(real: &Path) -> Result<()> {
+    for suffix in ["-wal", "-shm"] {
+        let side = crate::schema::side_file(real, suffix);
+        let Ok(meta) = std::fs::symlink_metadata(&side) else {
+            continue;
+        };
+        let kind = meta.file_type();
+        let what = if kind.is_file() {
+            continue;
+        } else if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            describe(&kind)
+        };
+        return Err(Error::Io {
+            path: None,
+            source: message(&format!(
+                "its {suffix} file `{}` is {what}: SQLite opens a database's {suffix} file only \
+                 as a regular file, never through a symbolic link; move it aside (nothing was \
+                 changed) and open again",
+                side.display()
+            )),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses anything but a regular file, naming what it is.
 fn refuse_unless_regular(meta: &Metadata) -> Result<()> {
     let kind = meta.file_type();

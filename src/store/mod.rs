@@ -181,6 +181,7 @@ impl SqliteCheckpointStore {
         let gated = files::gate(path, Some(options.file_mode()))?;
         let real = gated.real;
         let held = files::hold(&real, gated.identity, true)?;
+        files::refuse_odd_side_files(&real)?;
         let wal_at_open = wal_size(&real);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         // Openers that start together on a new file meet SQLite locks that do not wait for the
@@ -293,6 +294,7 @@ impl SqliteCheckpointStore {
         let gated = files::gate(path, None)?;
         let real = gated.real;
         let held = files::hold(&real, gated.identity, false)?;
+        files::refuse_odd_side_files(&real)?;
         let wal_at_open = wal_size(&real);
         schema::check_header(&real)?;
         let dir = real.parent().unwrap_or(Path::new("/"));

@@ -649,6 +649,69 @@ fn a_directory_is_refused_with_an_error_naming_it() {
     assert!(shown.contains(&dir.path().display().to_string()), "{shown}");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_wal_or_shm_that_is_not_a_regular_file_is_named_and_nothing_is_touched() {
+    let (dir, path) = filled_store();
+    let before = std::fs::read(&path).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::write(&elsewhere, b"someone else's bytes").unwrap();
+    /// Puts something that is not a regular file at the side file (first), maybe a link to the
+    /// second.
+    type Make = fn(&Path, &Path);
+    let cases: [(&str, &str, Make); 4] = [
+        ("-wal", "is a symbolic link", |side, to| {
+            std::os::unix::fs::symlink(to, side).unwrap()
+        }),
+        ("-shm", "is a symbolic link", |side, _| {
+            std::os::unix::fs::symlink("missing", side).unwrap()
+        }),
+        ("-wal", "is a directory", |side, _| {
+            std::fs::create_dir(side).unwrap()
+        }),
+        ("-shm", "is a named pipe (FIFO)", |side, _| {
+            assert!(run("mkfifo", &[side.to_str().unwrap()]), "mkfifo")
+        }),
+    ];
+    for (suffix, what, make) in cases {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        make(&side, &elsewhere);
+        for read_only in [false, true] {
+            let err = if read_only {
+                SqliteCheckpointStore::open_read_only(&path)
+            } else {
+                SqliteCheckpointStore::open(&path)
+            }
+            .expect_err("an odd side file must be refused");
+            let shown = chain(&err);
+            assert!(matches!(err, Error::Io { .. }), "{shown}");
+            assert!(
+                shown.contains(&format!("{}` {what}", side.display())),
+                "{suffix} {what}, read-only {read_only}: {shown}"
+            );
+            assert!(!shown.contains("read-only"), "{shown}");
+        }
+        let kind = std::fs::symlink_metadata(&side).unwrap().file_type();
+        if kind.is_dir() {
+            std::fs::remove_dir(&side).unwrap();
+        } else {
+            std::fs::remove_file(&side).unwrap();
+        }
+    }
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), b"someone else's bytes");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // Moved aside, the store opens.
+    let store = SqliteCheckpointStore::open(&path).unwrap();
+    assert_eq!(stored_checkpoints_of(&store), 300);
+}
+
+fn stored_checkpoints_of(store: &SqliteCheckpointStore) -> usize {
+    store
+        .blocking_list_checkpoints(NS, HUB, GROUP)
+        .unwrap()
+        .len()
+}
+
 #[test]
 fn a_missing_parent_directory_is_an_io_error() {
     let dir = tempfile::tempdir().unwrap();
