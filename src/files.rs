@@ -114,8 +114,11 @@ pub(crate) fn gate(path: &Path, create: Option<u32>) -> Result<Gated> {
     })
 }
 
-/// The descriptors this process holds of store files, by file: see [`Held`].
-static HELD: Mutex<Vec<(Identity, Weak<File>)>> = Mutex::new(Vec::new());
+/// The descriptors this process holds of store files, by process id and file: see [`Held`].
+/// A child of `fork` inherits the parent's entries (and, in memory, the stores that keep them
+/// alive) but must not share them: the descriptor's open file description, and with it the
+/// gate's lock (`store/gate.rs`), would then be the parent's too.
+static HELD: Mutex<Vec<(u32, Identity, Weak<File>)>> = Mutex::new(Vec::new());
 
 /// A read-only descriptor of a store's file, shared by every store of this process on that
 /// file (and closed when the last is dropped), for reading its header without ever closing a
@@ -151,11 +154,12 @@ impl Held {
 /// opened for writing too if the file allows it.
 pub(crate) fn hold(path: &Path, identity: Identity, writable: bool) -> Result<Held> {
     let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
-    held.retain(|(_, file)| file.strong_count() > 0);
+    held.retain(|(_, _, file)| file.strong_count() > 0);
+    let pid = std::process::id();
     if let Some(file) = held
         .iter()
-        .find(|(id, _)| *id == identity)
-        .and_then(|(_, file)| file.upgrade())
+        .find(|(p, id, _)| *p == pid && *id == identity)
+        .and_then(|(_, _, file)| file.upgrade())
     {
         let writable = opened_for_writing(&file);
         return Ok(Held {
@@ -180,7 +184,7 @@ pub(crate) fn hold(path: &Path, identity: Identity, writable: bool) -> Result<He
         });
     }
     let file = Arc::new(file);
-    held.push((identity, Arc::downgrade(&file)));
+    held.push((pid, identity, Arc::downgrade(&file)));
     Ok(Held {
         file,
         identity,
@@ -249,9 +253,10 @@ pub(crate) fn read_start(path: &Path, len: usize) -> std::io::Result<(Vec<u8>, u
     let identity = Identity::now(path);
     let shared = {
         let held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        // Any process's: a read closes nothing, and a parent's descriptor is as good to read.
         held.iter()
-            .find(|(id, _)| Some(*id) == identity)
-            .and_then(|(_, file)| file.upgrade())
+            .find(|(_, id, _)| Some(*id) == identity)
+            .and_then(|(_, _, file)| file.upgrade())
     };
     match shared {
         Some(file) => read_at_start(&file, len),

@@ -368,6 +368,51 @@ def test_an_inherited_store_refuses_after_fork_and_a_new_one_works(db):
     assert [c["partition_id"] for c in s.list_checkpoints(NS, HUB, GROUP)] == ["0", "1"]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_store_opened_after_fork_takes_turns_with_the_parent_holding_the_file(db):
+    # The parent's store is in the middle of a write at the fork: it waits for SQLite's lock,
+    # which another connection holds, with the store's cross-process gate already taken. A
+    # child's new store must wait for the parent's gate in the kernel, as any other process's
+    # would, and write once the parent is done; sharing the parent's descriptor, and with it
+    # the gate's state, it waited for a thread the child does not have and timed out.
+    s = ehcs.SqliteCheckpointStore(db, busy_timeout=60)
+    s.update_checkpoint(checkpoint("0"))
+    blocker = subprocess.Popen(
+        [sys.executable, "-c", BLOCKER, db], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert blocker.stdout.readline() == b"locked\n"
+    writer = threading.Thread(target=s.update_checkpoint, args=(checkpoint("0", "2", 2),))
+    writer.start()
+    time.sleep(0.5)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(r)
+        try:
+            try:
+                fresh = ehcs.SqliteCheckpointStore(db, busy_timeout=20)
+                fresh.update_checkpoint(checkpoint("1", "5", 5))
+                fresh.close()
+                msg = "written"
+            except Exception as e:  # noqa: BLE001 - reported to the parent
+                msg = f"{type(e).__name__}: {e}"
+            os.write(w, msg.encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    # The child meets the parent's gate (or SQLite's lock) and waits; then both let go.
+    time.sleep(1.0)
+    blocker.communicate(b"go\n", timeout=30)
+    writer.join(30)
+    assert not writer.is_alive()
+    with os.fdopen(r) as f:
+        msg = f.read()
+    os.waitpid(pid, 0)
+    assert msg == "written", msg
+    listed = {c["partition_id"]: c["sequence_number"] for c in s.list_checkpoints(NS, HUB, GROUP)}
+    assert listed == {"0": 2, "1": 5}, listed
+
+
 def test_two_stores_on_one_file_never_both_win_a_claim(db):
     a, b = ehcs.SqliteCheckpointStore(db), ehcs.SqliteCheckpointStore(db)
     wins = []

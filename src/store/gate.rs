@@ -22,7 +22,8 @@
 //!   while holding SQLite's write lock, so the gate adds no deadlock.
 //! - **One gate per file per process**, shared like the descriptor it locks (the lock belongs
 //!   to the open file description, so two stores of one process on one file must not both
-//!   think they hold it): the second store's writer waits for the first's in process.
+//!   think they hold it): the second store's writer waits for the first's in process. Found by
+//!   process id too: a child of `fork` makes a gate of its own on a descriptor of its own.
 //! - **The busy timeout is the total wait.** The blocking lock cannot time out, so a writer that
 //!   must wait hands the blocking call to a helper thread and waits for it until its deadline.
 //!   A writer that gives up leaves the helper to it: when the helper gets the lock and nobody
@@ -95,8 +96,9 @@ const LOCAL: [u64; 9] = [
     0x8584_58F6,
 ];
 
-/// The gates of this process, by file.
-static GATES: Mutex<Vec<(Identity, Weak<Gate>)>> = Mutex::new(Vec::new());
+/// The gates of this process, by process id and file: a child of `fork` inherits the parent's,
+/// whose state says what the parent's threads hold (threads the child does not have).
+static GATES: Mutex<Vec<(u32, Identity, Weak<Gate>)>> = Mutex::new(Vec::new());
 
 impl Gate {
     /// The gate of the file `held` holds, shared with every other store of this process on
@@ -106,11 +108,12 @@ impl Gate {
             return None;
         }
         let mut gates = GATES.lock().unwrap_or_else(|e| e.into_inner());
-        gates.retain(|(_, g)| g.strong_count() > 0);
+        gates.retain(|(_, _, g)| g.strong_count() > 0);
+        let pid = std::process::id();
         if let Some(gate) = gates
             .iter()
-            .find(|(id, _)| *id == held.identity())
-            .and_then(|(_, g)| g.upgrade())
+            .find(|(p, id, _)| *p == pid && *id == held.identity())
+            .and_then(|(_, _, g)| g.upgrade())
         {
             return Some(gate);
         }
@@ -119,7 +122,7 @@ impl Gate {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
         });
-        gates.push((held.identity(), Arc::downgrade(&gate)));
+        gates.push((pid, held.identity(), Arc::downgrade(&gate)));
         Some(gate)
     }
 
