@@ -170,10 +170,9 @@ const WAL_HEADER: u64 = 32;
 /// commits it: a write of page 1 that changes nothing in it (`user_version` set to its own
 /// value; SQLite still counts it in the database header's change counter, so a store opened
 /// and closed leaves those 8 bytes changed). SQLite writes the header at the first commit into
-/// the `-wal` and fsyncs it there,
-/// holding its write lock, so that commit took 1.9 ms where the next took 0.02 ms, and other
-/// processes' first writes waited for it (`steal --processes 4 --rounds 50`, BENCHMARKS.md,
-/// eleventh pass).
+/// the `-wal` and fsyncs it there, holding its write lock: that commit took 1.9 ms where the
+/// next took 0.02 ms, and other processes' first writes waited for it (`steal --processes 4
+/// --rounds 50`, BENCHMARKS.md, eleventh pass).
 fn start_wal(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     conn.pragma_update(None, "user_version", version)?;
