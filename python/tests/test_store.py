@@ -34,6 +34,15 @@ con.execute("ROLLBACK")
 """
 
 
+def hold_write_lock(db):
+    """Another process that holds SQLite's write lock on `db` until a line is written to it."""
+    blocker = subprocess.Popen(
+        [sys.executable, "-c", BLOCKER, db], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert blocker.stdout.readline() == b"locked\n"
+    return blocker
+
+
 class Sync:
     """Runs the sync store's methods as they are."""
 
@@ -287,10 +296,7 @@ def test_a_busy_database_raises_a_timeout_error_and_releases_the_gil(db):
     # The lock is held by another process: in this one, Python's own sqlite3 library would not
     # see the POSIX locks of the store's (two SQLite copies in one process; sqlite.org
     # howtocorrupt 2.2.1).
-    blocker = subprocess.Popen(
-        [sys.executable, "-c", BLOCKER, db], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert blocker.stdout.readline() == b"locked\n"
+    blocker = hold_write_lock(db)
     errors = []
 
     def writer():
@@ -339,30 +345,49 @@ def test_two_threads_use_one_store_at_once(db):
     assert s.list_checkpoints(NS, HUB, GROUP)[0]["sequence_number"] == 199
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
-def test_an_inherited_store_refuses_after_fork_and_a_new_one_works(db):
-    s = ehcs.SqliteCheckpointStore(db)
-    s.update_checkpoint(checkpoint("0"))
+def fork_child(body):
+    """Runs `body` in a child of `os.fork()`; returns a function that waits for the child and
+    returns what `body` returned (a str), or the exception it raised, as text."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
         os.close(r)
         try:
             try:
-                s.list_checkpoints(NS, HUB, GROUP)
-                msg = "inherited store answered"
-            except ehcs.ForkedError as e:
-                msg = "refused: " + str(e)
-            fresh = ehcs.SqliteCheckpointStore(db)
-            fresh.update_checkpoint(checkpoint("1", "5", 5))
-            fresh.close()
+                msg = body()
+            except Exception as e:  # noqa: BLE001 - reported to the parent
+                msg = f"{type(e).__name__}: {e}"
             os.write(w, msg.encode())
         finally:
             os._exit(0)
     os.close(w)
-    with os.fdopen(r) as f:
-        msg = f.read()
-    os.waitpid(pid, 0)
+
+    def result():
+        with os.fdopen(r) as f:
+            msg = f.read()
+        os.waitpid(pid, 0)
+        return msg
+
+    return result
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_an_inherited_store_refuses_after_fork_and_a_new_one_works(db):
+    s = ehcs.SqliteCheckpointStore(db)
+    s.update_checkpoint(checkpoint("0"))
+
+    def child():
+        try:
+            s.list_checkpoints(NS, HUB, GROUP)
+            msg = "inherited store answered"
+        except ehcs.ForkedError as e:
+            msg = "refused: " + str(e)
+        fresh = ehcs.SqliteCheckpointStore(db)
+        fresh.update_checkpoint(checkpoint("1", "5", 5))
+        fresh.close()
+        return msg
+
+    msg = fork_child(child)()
     assert msg.startswith("refused:") and "reopen after fork" in msg, msg
     # The parent's store still works, and sees the child's write.
     assert [c["partition_id"] for c in s.list_checkpoints(NS, HUB, GROUP)] == ["0", "1"]
@@ -371,43 +396,30 @@ def test_an_inherited_store_refuses_after_fork_and_a_new_one_works(db):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 def test_a_store_opened_after_fork_takes_turns_with_the_parent_holding_the_file(db):
     # The parent's store is in the middle of a write at the fork: it waits for SQLite's lock,
-    # which another connection holds, with the store's cross-process gate already taken. A
+    # which another process holds, with the store's cross-process gate already taken. A
     # child's new store must wait for the parent's gate in the kernel, as any other process's
     # would, and write once the parent is done; sharing the parent's descriptor, and with it
     # the gate's state, it waited for a thread the child does not have and timed out.
     s = ehcs.SqliteCheckpointStore(db, busy_timeout=60)
     s.update_checkpoint(checkpoint("0"))
-    blocker = subprocess.Popen(
-        [sys.executable, "-c", BLOCKER, db], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert blocker.stdout.readline() == b"locked\n"
+    blocker = hold_write_lock(db)
     writer = threading.Thread(target=s.update_checkpoint, args=(checkpoint("0", "2", 2),))
     writer.start()
     time.sleep(0.5)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child
-        os.close(r)
-        try:
-            try:
-                fresh = ehcs.SqliteCheckpointStore(db, busy_timeout=20)
-                fresh.update_checkpoint(checkpoint("1", "5", 5))
-                fresh.close()
-                msg = "written"
-            except Exception as e:  # noqa: BLE001 - reported to the parent
-                msg = f"{type(e).__name__}: {e}"
-            os.write(w, msg.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
+
+    def child():
+        fresh = ehcs.SqliteCheckpointStore(db, busy_timeout=20)
+        fresh.update_checkpoint(checkpoint("1", "5", 5))
+        fresh.close()
+        return "written"
+
+    result = fork_child(child)
     # The child meets the parent's gate (or SQLite's lock) and waits; then both let go.
     time.sleep(1.0)
     blocker.communicate(b"go\n", timeout=30)
     writer.join(30)
     assert not writer.is_alive()
-    with os.fdopen(r) as f:
-        msg = f.read()
-    os.waitpid(pid, 0)
+    msg = result()
     assert msg == "written", msg
     listed = {c["partition_id"]: c["sequence_number"] for c in s.list_checkpoints(NS, HUB, GROUP)}
     assert listed == {"0": 2, "1": 5}, listed
