@@ -426,3 +426,7 @@ pub fn thread_names() -> Vec<String> {
         .map(|n| n.trim().to_owned())
         .collect()
 }
+
+/// The `-wal` a store at `Full` gives a new file: SQLite's 1000 frames (its
+/// `wal_autocheckpoint`) of a 4 KiB page and its 24-byte header, after the 32-byte header.
+pub const EXTENDED_WAL: u64 = 32 + 1000 * (4096 + 24);

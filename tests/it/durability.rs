@@ -210,10 +210,6 @@ fn syncer_running() -> bool {
     thread_names().iter().any(|n| n == "eh-checkpoint-s")
 }
 
-/// The `-wal` a store at `Full` gives a new file: SQLite's 1000 frames (its
-/// `wal_autocheckpoint`) of a 4 KiB page and its 24-byte header, after the 32-byte header.
-const EXTENDED_WAL: u64 = 32 + 1000 * (4096 + 24);
-
 fn wal_len(path: &Path) -> u64 {
     std::fs::metadata(wal(path)).map_or(0, |m| m.len())
 }
