@@ -155,8 +155,7 @@ pub(crate) fn extend_new_wal(conn: &Connection, real: &Path) {
         return;
     }
     // A -wal without a header (SQLite made it empty at this open) is started here too.
-    let no_header = std::fs::symlink_metadata(&wal).is_ok_and(|m| m.len() < WAL_HEADER);
-    if append_zeros(&wal, target).is_ok() && no_header && start_wal(conn).is_ok() {
+    if append_zeros(&wal, target).is_ok_and(|found| found < WAL_HEADER) && start_wal(conn).is_ok() {
         return;
     }
     // Nothing more was written through SQLite.
@@ -193,20 +192,21 @@ fn extended_wal_len(conn: &Connection) -> Option<u64> {
     Some(32 + frames.min(MAX_EXTENDED_WAL / page) * (page + 24))
 }
 
-/// Appends zeros to the `-wal` up to `target` bytes and syncs it; on failure (a full disk, a
-/// file size limit) cuts it back to the length it had. Call it holding SQLite's write lock.
-fn append_zeros(wal: &Path, target: u64) -> std::io::Result<()> {
+/// Appends zeros to the `-wal` up to `target` bytes and syncs it, and returns the length it
+/// found; on failure (a full disk, a file size limit) cuts it back to that length. Call it
+/// holding SQLite's write lock.
+fn append_zeros(wal: &Path, target: u64) -> std::io::Result<u64> {
     let mut file = files::open_for_append(wal)?;
     let len = file.metadata()?.len();
     if len >= target {
-        return Ok(());
+        return Ok(len);
     }
     let appended = std::io::copy(&mut std::io::repeat(0).take(target - len), &mut file)
         .and_then(|_| file.sync_all());
     if appended.is_err() {
         let _ = file.set_len(len);
     }
-    appended
+    appended.map(|()| len)
 }
 
 /// Syncs the directory that holds `path`, so that a new file's name is on disk too.
