@@ -34,13 +34,14 @@ con.execute("ROLLBACK")
 """
 
 
-def hold_write_lock(db):
-    """Another process that holds SQLite's write lock on `db` until a line is written to it."""
-    blocker = subprocess.Popen(
-        [sys.executable, "-c", BLOCKER, db], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+def hold(script, db):
+    """Another process running `script` on `db`: it holds a lock (it says "locked") until a
+    line is written to it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, db], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    assert blocker.stdout.readline() == b"locked\n"
-    return blocker
+    assert holder.stdout.readline() == b"locked\n"
+    return holder
 
 
 class Sync:
@@ -296,7 +297,7 @@ def test_a_busy_database_raises_a_timeout_error_and_releases_the_gil(db):
     # The lock is held by another process: in this one, Python's own sqlite3 library would not
     # see the POSIX locks of the store's (two SQLite copies in one process; sqlite.org
     # howtocorrupt 2.2.1).
-    blocker = hold_write_lock(db)
+    blocker = hold(BLOCKER, db)
     errors = []
 
     def writer():
@@ -393,16 +394,27 @@ def test_an_inherited_store_refuses_after_fork_and_a_new_one_works(db):
     assert [c["partition_id"] for c in s.list_checkpoints(NS, HUB, GROUP)] == ["0", "1"]
 
 
+GATE_HOLDER = """
+import fcntl, sys
+f = open(sys.argv[1], "r+b")
+fcntl.lockf(f, fcntl.LOCK_EX, 1, 0x40001000)
+print("locked", flush=True)
+sys.stdin.readline()
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
-def test_a_store_opened_after_fork_takes_turns_with_the_parent_holding_the_file(db):
-    # The parent's store is in the middle of a write at the fork: it waits for SQLite's lock,
-    # which another process holds, with the store's cross-process gate already taken. A
-    # child's new store must wait for the parent's gate in the kernel, as any other process's
-    # would, and write once the parent is done; sharing the parent's descriptor, and with it
-    # the gate's state, it waited for a thread the child does not have and timed out.
+def test_a_store_opened_after_fork_takes_turns_with_the_parent_waiting_at_the_gate(db):
+    # Another process holds the store's cross-process gate (a lock on one byte of the file,
+    # GATE_BYTE in src/store/gate.rs), and the parent's writer waits for it when the parent
+    # forks: a wait in the kernel, in no SQLite call (forking during one could leave the child
+    # a lock no thread of its own will release). A new store in the child must wait for the
+    # gate like any process's, and write once it is free; sharing the parent's descriptor,
+    # and with it the gate's state, it waited for the parent's helper thread, which the child
+    # does not have, and failed with StoreBusyError.
     s = ehcs.SqliteCheckpointStore(db, busy_timeout=60)
     s.update_checkpoint(checkpoint("0"))
-    blocker = hold_write_lock(db)
+    holder = hold(GATE_HOLDER, db)
     writer = threading.Thread(target=s.update_checkpoint, args=(checkpoint("0", "2", 2),))
     writer.start()
     time.sleep(0.5)
@@ -414,9 +426,8 @@ def test_a_store_opened_after_fork_takes_turns_with_the_parent_holding_the_file(
         return "written"
 
     result = fork_child(child)
-    # The child meets the parent's gate (or SQLite's lock) and waits; then both let go.
     time.sleep(1.0)
-    blocker.communicate(b"go\n", timeout=30)
+    holder.communicate(b"go\n", timeout=30)
     writer.join(30)
     assert not writer.is_alive()
     msg = result()
